@@ -1,0 +1,50 @@
+# clusterbake: `make image ROLE=compute` bakes an image; `make test` runs every test.
+# Both set themselves up on a fresh Debian machine (as root): system tools and a venv.
+
+SHELL := /bin/bash
+CLUSTER ?= cluster.yaml
+OUT ?= out
+ROLE ?=
+NODE ?=
+ARGS ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# Debian packages the builder and its tests call (see README "Dependencies").
+SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-static \
+	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates
+
+.PHONY: deps system-deps venv check fetch image images demo test cluster-test bench lint clean
+
+deps: system-deps venv
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing system packages: $$missing (run 'sudo make deps')" >&2; exit 2; fi; \
+	  echo "installing system packages: $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+check: deps
+	$(PY) -m builder check --cluster $(CLUSTER)
+
+fetch: deps
+	$(PY) -m builder fetch --cluster $(CLUSTER) $(ARGS)
+
+test: deps
+	$(PY) -m pytest $(ARGS)
+
+lint: venv
+	$(PY) -m pytest tests/test_linters.py
+
+clean:
+	rm -rf $(OUT) dist .pytest_cache .mypy_cache .ruff_cache

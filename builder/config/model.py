@@ -1,0 +1,100 @@
+"""Frozen dataclasses describing a cluster. Built by `load.py`, then read-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+# What Slurm is told about each board model: CPUs and RealMemory in MB. RealMemory is
+# a little below the installed RAM because the firmware and kernel keep some for
+# themselves, and slurmd drains a node that reports less than it is configured with.
+BOARD_MODELS: dict[str, tuple[int, int]] = {
+    "pi5-16gb": (4, 15800),
+    "pi5-8gb": (4, 7800),
+    "pi5-4gb": (4, 3800),
+    "pi5-2gb": (4, 1800),
+    "pi4-8gb": (4, 7600),
+    "pi4-4gb": (4, 3700),
+    "pi4-2gb": (4, 1800),
+    "pi4-1gb": (4, 850),
+}
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """The Raspberry Pi OS image every build starts from, and how to trust it."""
+
+    url: str
+    fingerprint: str
+    signature_url: str
+    signing_key: str
+    sha256: str | None = None
+    sha256_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    subnet: IPv4Network
+    gateway: IPv4Address
+    dns: tuple[IPv4Address, ...]
+    interface: str = "eth0"
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str
+    ip: IPv4Address
+    model: str = "pi5-8gb"
+    cpus: int = 4
+    memory_mb: int = 7800
+    serial: str | None = None
+    mac: str | None = None
+
+    @property
+    def board(self) -> str:
+        """`pi4` or `pi5`: the board family, from the model name."""
+        return self.model.split("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[str, ...] = ()
+    ssh_keys: tuple[str, ...] = ()
+    password_hash: str | None = None
+    shell: str = "/bin/bash"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    source: Path
+    name: str
+    base_image: BaseImage
+    network: Network
+    time_server: str
+    slurm_controller: str
+    nodes: tuple[Node, ...]
+    users: tuple[User, ...] = ()
+    first_user: str | None = None
+    ssh_password_authentication: bool = False
+    secrets_dir: Path = field(default=Path())
+    slurm_partition: str = "main"
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def nodes_with_role(self, role: str) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == role)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Roles in the order they first appear in the cluster file."""
+        return tuple(dict.fromkeys(n.role for n in self.nodes))

@@ -1,0 +1,48 @@
+"""The project's errors: each carries a one-line message, a hint and an exit code.
+
+Exit codes (the CLI contract): 0 success, 1 bad input or failed verification,
+2 environment problem (missing tool, not root, no network).
+"""
+
+from __future__ import annotations
+
+
+class ClusterbakeError(Exception):
+    """An expected failure: printed as one line, never as a traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        if self.hint:
+            text += f" (fix: {' '.join(self.hint.split())})"
+        return text
+
+
+class InputError(ClusterbakeError):
+    """The cluster file, a profile, an overlay or an argument is wrong."""
+
+
+class VerificationError(ClusterbakeError):
+    """A download or an image failed a check (hash, signature, fsck)."""
+
+
+class EnvironmentProblem(ClusterbakeError):
+    """The machine lacks something: a tool, root, the network, a kernel feature."""
+
+    exit_code = 2
+
+
+class CommandFailed(ClusterbakeError):
+    """An external command exited non-zero; the message carries its stderr tail."""
+
+
+class Interrupted(ClusterbakeError):
+    """SIGINT or SIGTERM arrived; raised so every ExitStack unwinds."""
+
+    exit_code = 130

@@ -1,0 +1,91 @@
+"""The cluster file: the shipped one loads; each kind of mistake gives one precise line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from builder.config import load_cluster
+from builder.errors import InputError
+from builder.paths import repo_root
+
+ROOT = repo_root()
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def data() -> dict:
+    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
+
+
+def test_reference_cluster_loads() -> None:
+    cluster = load_cluster(ROOT / "cluster.yaml", profiles_dir=ROOT / "profiles")
+    assert cluster.name == "picluster"
+    assert [n.name for n in cluster.nodes_with_role("compute")] == [f"node0{i}" for i in range(1, 7)]
+    assert cluster.node("gps").board == "pi4"
+    assert cluster.base_image.fingerprint == "54C3DD610D9D1B4AF82A37758738CD6B956F460C"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["nodes"][2].update(ip="10.0.1.5"),
+         "cluster.yaml: nodes[2].ip: 10.0.1.5 is outside network.subnet 10.0.0.0/24"),
+        (lambda d: d["nodes"][3].update(ip="10.0.0.101"),
+         "cluster.yaml: nodes[3].ip: 10.0.0.101 is already used by nodes[2]"),
+        (lambda d: d["nodes"][3].update(name="node01"),
+         "cluster.yaml: nodes[3].name: name 'node01' is already used by nodes[2]"),
+        (lambda d: d["nodes"][2].update(ip="10.0.0.1"), "cluster.yaml: nodes[2].ip: 10.0.0.1 is the gateway"),
+        (lambda d: d["time"].update(server="nope"), "cluster.yaml: time.server: 'nope' names no node"),
+        (lambda d: d["slurm"].update(controller="x"), "cluster.yaml: slurm.controller: 'x' names no node"),
+        (lambda d: d["network"].update(subent="x"), "network.subent: unknown key (fix: did you mean 'subnet'?)"),
+        (lambda d: d.update(nodez=[]), "cluster.yaml: nodez: unknown key (fix: did you mean 'nodes'?)"),
+        (lambda d: d["base_image"].update(sha256="abc"), "base_image.sha256: 'abc' is not 64 hexadecimal"),
+        (lambda d: d["base_image"].pop("signature_url"), "base_image.signature_url: is missing"),
+        (lambda d: d["base_image"].update(fingerprint="1234"), "base_image.fingerprint: '1234' is not a 40"),
+        (lambda d: d["nodes"][0].update(model="pi9"), "nodes[0].model: 'pi9' is not a known board model"),
+        (lambda d: d["nodes"][0].update(role="gpu"), "nodes[0].role: role 'gpu' has no profile"),
+        (lambda d: d["users"][0].update(uid=5), "users[0].uid: 5 is not a whole number >= 1000"),
+        (lambda d: d.update(name="Pi Cluster"), "name: 'Pi Cluster' is not a name of [a-z0-9-]+"),
+    ],
+)
+def test_bad_input_names_file_key_and_problem(tmp_path: Path, data: dict, mutate, expected: str) -> None:
+    mutate(data)
+    with pytest.raises(InputError) as info:
+        load_cluster(write(tmp_path, data), profiles_dir=ROOT / "profiles")
+    assert expected in info.value.one_line()
+    assert "\n" not in info.value.one_line()
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nnodes: [\n")
+    with pytest.raises(InputError, match=r"broken.yaml: line \d+, column \d+: YAML syntax error"):
+        load_cluster(path)
+
+
+def test_cli_bad_input_is_one_line_and_exit_1(tmp_path: Path, data: dict) -> None:
+    data["nodes"][2]["ip"] = "10.0.1.5"
+    path = write(tmp_path, data)
+    proc = subprocess.run([sys.executable, "-m", "builder", "check", "--cluster", str(path)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "nodes[2].ip: 10.0.1.5 is outside network.subnet 10.0.0.0/24" in proc.stderr
+
+
+def test_cli_missing_file(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "builder", "check", "--cluster", str(tmp_path / "no.yaml")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "no.yaml: no such file" in proc.stderr
