@@ -40,6 +40,21 @@ check: deps
 fetch: deps
 	$(PY) -m builder fetch --cluster $(CLUSTER) $(ARGS)
 
+# make image ROLE=compute | make image NODE=node03   (DEMO=1: from the offline stand-in base)
+image: deps
+	@if [ -n "$(NODE)" ]; then target="--node $(NODE)"; elif [ -n "$(ROLE)" ]; then target="--role $(ROLE)"; \
+	else echo "make image: say which image: ROLE=<role> or NODE=<node> (roles: see $(CLUSTER))" >&2; exit 1; fi; \
+	if [ -n "$(DEMO)" ]; then $(PY) -m builder demo --cluster $(CLUSTER) $$target --out $(OUT) $(ARGS); \
+	else $(PY) -m builder build --cluster $(CLUSTER) $$target --out $(OUT) $(ARGS); fi
+
+images: deps
+	$(PY) -m builder images --cluster $(CLUSTER) --out $(OUT) $(ARGS)
+
+# Offline: build a Raspberry-Pi-OS-like stand-in from Debian's arm64 packages (once), serve it
+# on 127.0.0.1 and build every role image of the cluster through the real pipeline.
+demo: deps
+	$(PY) -m builder demo --cluster $(CLUSTER) --out $(OUT) $(ARGS)
+
 test: deps
 	$(PY) -m pytest $(ARGS)
 
