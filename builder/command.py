@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from builder.errors import CommandFailed, EnvironmentProblem
 
@@ -67,11 +68,22 @@ def run(
     env: Mapping[str, str] | None = None,
     check: bool = True,
     timeout: float | None = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv; raise CommandFailed (with stderr's tail) when it exits non-zero.
 
     stdout is returned when `capture` is set, otherwise it goes to the debug log.
+    `stdin`/`stdout` connect the command to open files instead, so that a stream of any
+    size (a decompressor's input and output) never passes through memory.
     """
+    if input is not None and stdin is not None:
+        raise ValueError("run(): give either input or stdin, not both")
+    if capture and stdout is not None:
+        raise ValueError("run(): give either capture or stdout, not both")
+    # Without input or a file, stdin is /dev/null so that nothing ever waits on the terminal.
+    stdin_source: IO[bytes] | int | None = stdin if stdin is not None else (
+        None if input is not None else subprocess.DEVNULL)
     args = [os.fspath(a) for a in argv]
     if "/" not in args[0]:
         require_tool(args[0])
@@ -81,8 +93,9 @@ def run(
         proc = subprocess.run(
             args,
             input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
+            stdin=stdin_source,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
             cwd=cwd,
             env=dict(env) if env is not None else None,
             timeout=timeout,
@@ -94,7 +107,7 @@ def run(
         log.debug("[%s] stdout: %s", name, proc.stdout.decode(errors="replace").rstrip())
     if check and proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
-        if not tail:
+        if not tail and proc.stdout:
             tail = proc.stdout.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
         detail = " | ".join(line.strip() for line in tail if line.strip())
         raise CommandFailed(
