@@ -1,0 +1,317 @@
+"""A stand-in for Raspberry Pi OS Lite, built locally from Debian trixie arm64 packages.
+
+Raspberry Pi's servers are out of reach from here, so tests and `make demo` start from an
+image shaped like theirs: an MBR disk with a FAT32 `bootfs` at sector 16384 and an ext4
+`rootfs` as the last partition, PARTUUIDs in cmdline.txt and /etc/fstab, no SSH host keys,
+and no Slurm, munge or chrony, so the pipeline has to install them itself.
+
+Two cache levels, so that a layout change does not rerun debootstrap (minutes under qemu):
+  standin/rootfs-<recipe key>.tar          debootstrap output plus the Raspberry-Pi-OS touches
+  standin/<image key>/standin.img          the partitioned raw image made from that tarball
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.command import output, run
+from builder.demo.cache_files import install, locked, recipe_key, staging_dir
+from builder.errors import CommandFailed, EnvironmentProblem
+from builder.progress import step
+
+log = logging.getLogger("clusterbake.demo")
+
+MIRROR = "http://deb.debian.org/debian"
+SUITE = "trixie"
+HOSTNAME = "raspberrypi"
+
+# What a Raspberry Pi OS Lite root has that matters to the pipeline; deliberately no
+# slurm, munge or chrony, which the provision stage must install.
+PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "openssh-server",
+    "python3",
+    "network-manager",
+    "iproute2",
+    "ca-certificates",
+    "sudo",
+    "apt",
+)
+
+# Bump `version` when the tweaks in _make_like_raspios change: it is part of the cache key.
+ROOTFS_RECIPE: dict[str, object] = {
+    "version": 1,
+    "suite": SUITE,
+    "mirror": MIRROR,
+    "arch": "arm64",
+    "variant": "minbase",
+    "packages": list(PACKAGES),
+}
+
+SECTOR = 512
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the partitions go; the defaults are those of Raspberry Pi OS since 2025-03."""
+
+    boot_start: int = 16384  # sectors
+    boot_mib: int = 512
+    # Room on the root beyond its content. Raspberry Pi OS grows the root to the card at
+    # first boot, and the pipeline grows the image before it installs packages, so a
+    # modest margin is enough.
+    root_slack_mib: int = 256
+    version: int = 1  # bump when _assemble_image changes what it writes
+
+    @property
+    def root_start(self) -> int:
+        return self.boot_start + self.boot_mib * MIB // SECTOR
+
+
+LAYOUT = Layout()
+# Raspberry Pi OS Lite's default config.txt (model sections, ending in [all]).
+CONFIG_TXT = Path(__file__).with_name("raspios-config.txt")
+
+
+def build_standin(cache: Path) -> Path:
+    """The cached raw stand-in image under `cache`, built first if absent (root needed).
+
+    Callers must copy it before changing it: the file is shared by every later build.
+    """
+    folder = cache / "standin"
+    tarball = build_rootfs_tarball(folder)
+    image_key = recipe_key({"rootfs": tarball.name, "layout": LAYOUT.__dict__})
+    image = folder / image_key / "standin.img"
+    with locked(folder / f"{image_key}.lock"):
+        if image.exists():
+            return image
+        _require_root()
+        with step(f"assemble the stand-in image {image}"), staging_dir(folder) as work:
+            disk_id = secrets.randbits(32) or 1
+            raw = _assemble_image(tarball, work, disk_id)
+            _write_json(image.parent / "standin.json", {
+                "disk_id": f"{disk_id:08x}", "rootfs": tarball.name, "layout": LAYOUT.__dict__,
+                "built": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            }, work)
+            install(raw, image)
+    return image
+
+
+def build_rootfs_tarball(folder: Path) -> Path:
+    """The cached rootfs tarball (debootstrap plus the Raspberry Pi OS touches)."""
+    tarball = folder / f"rootfs-{recipe_key(ROOTFS_RECIPE)}.tar"
+    with locked(tarball.with_suffix(".lock")):
+        if tarball.exists():
+            return tarball
+        _require_root()
+        with step(f"build the stand-in root filesystem {tarball.name} (debootstrap, ~10 min)"), \
+                staging_dir(folder) as work:
+            root = work / "root"
+            _debootstrap(root, debs=folder / "debs", logs=folder)
+            _make_like_raspios(root)
+            staged = work / tarball.name
+            run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", staged, "."],
+                label="tar rootfs")
+            install(staged, tarball)
+    return tarball
+
+
+def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
+    """debootstrap arm64 into `root`; its second stage runs under qemu-user via binfmt_misc."""
+    ensure_qemu_binfmt()
+    debs.mkdir(parents=True, exist_ok=True)
+    argv: list[str | os.PathLike[str]] = [
+        "debootstrap", "--arch=arm64", f"--variant={ROOTFS_RECIPE['variant']}",
+        "--include=" + ",".join(PACKAGES),
+        # Downloaded .debs are kept across builds: a rebuild then needs no network.
+        f"--cache-dir={debs.resolve()}",
+        SUITE, root, MIRROR,
+    ]
+    with step("debootstrap trixie arm64"):
+        try:
+            run(argv, label="debootstrap", timeout=3 * 3600)
+        except CommandFailed as exc:
+            saved = logs / "debootstrap-failed.log"
+            detail = root / "debootstrap" / "debootstrap.log"
+            if detail.exists():
+                shutil.copyfile(detail, saved)
+            raise CommandFailed(exc.message, hint=f"see {saved} for debootstrap's own log") from exc
+
+
+def ensure_qemu_binfmt() -> None:
+    """Make sure arm64 binaries run here through qemu-user with the fix-binary (F) flag.
+
+    With F the kernel opens the interpreter when it is registered, so the chroot needs no
+    copy of qemu inside it.
+    """
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "register").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", binfmt], label="mount binfmt_misc")
+    entry = binfmt / "qemu-aarch64"
+    if not entry.exists():
+        conf = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
+        if not conf.exists():
+            raise EnvironmentProblem("qemu-aarch64 is not registered in binfmt_misc and no "
+                                     f"{conf} exists", hint="apt-get install qemu-user-static")
+        (binfmt / "register").write_text(conf.read_text().strip())
+    flags = [line for line in entry.read_text().splitlines() if line.startswith("flags:")]
+    if not flags or "F" not in flags[0]:
+        raise EnvironmentProblem(
+            "qemu-aarch64 is registered in binfmt_misc without the F (fix-binary) flag",
+            hint="echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64, then re-register from "
+                 "/usr/lib/binfmt.d/qemu-aarch64.conf",
+        )
+
+
+def _make_like_raspios(root: Path) -> None:
+    """The file-level touches that make a Debian root look like Raspberry Pi OS Lite.
+
+    All of them are plain file edits, so nothing needs to run inside the root.
+    """
+    with step("make the root look like Raspberry Pi OS Lite"):
+        (root / "etc/hostname").write_text(f"{HOSTNAME}\n")
+        (root / "etc/hosts").write_text(
+            "127.0.0.1\tlocalhost\n"
+            "::1\t\tlocalhost ip6-localhost ip6-loopback\n"
+            "ff02::1\t\tip6-allnodes\n"
+            "ff02::2\t\tip6-allrouters\n\n"
+            f"127.0.1.1\t{HOSTNAME}\n"
+        )
+        (root / "etc/apt/sources.list").unlink(missing_ok=True)
+        (root / "etc/apt/sources.list.d/debian.sources").write_text(
+            "Types: deb\n"
+            f"URIs: {MIRROR}\n"
+            f"Suites: {SUITE} {SUITE}-updates\n"
+            "Components: main\n"
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        )
+        # Raspberry Pi OS images ship no host keys: each card makes its own at first boot,
+        # otherwise every node of the cluster would share one identity.
+        for key in (root / "etc/ssh").glob("ssh_host_*"):
+            key.unlink()
+        # Same for the machine id: empty means "generate at first boot".
+        (root / "etc/machine-id").write_text("")
+        dbus_id = root / "var/lib/dbus/machine-id"
+        if dbus_id.is_file() and not dbus_id.is_symlink():
+            dbus_id.unlink()
+        # debootstrap copies the build host's resolver into the root; it must not ship.
+        resolv = root / "etc/resolv.conf"
+        resolv.unlink(missing_ok=True)
+        resolv.write_text("# written by NetworkManager at boot\n")
+        _empty_directory(root / "var/lib/apt/lists")
+        for cached in (root / "var/cache/apt").rglob("*"):
+            if cached.is_file() and (cached.suffix in {".deb", ".bin"}):
+                cached.unlink()
+        (root / "boot/firmware").mkdir(parents=True, exist_ok=True)
+
+
+def _empty_directory(directory: Path) -> None:
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _assemble_image(tarball: Path, work: Path, disk_id: int) -> Path:
+    """Partition a new raw image and fill both partitions; returns its path in `work`."""
+    root = work / "root"
+    root.mkdir()
+    with step("unpack the root filesystem"):
+        run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-xpf", tarball],
+            label="tar unpack")
+    (root / "etc/fstab").write_text(
+        "proc            /proc           proc    defaults          0       0\n"
+        f"PARTUUID={disk_id:08x}-01  /boot/firmware  vfat    defaults          0       2\n"
+        f"PARTUUID={disk_id:08x}-02  /               ext4    defaults,noatime  0       1\n"
+    )
+    rootfs = work / "rootfs.ext4"
+    root_bytes = _make_ext4(root, rootfs)
+    boot = work / "boot.vfat"
+    with step("make the FAT32 boot filesystem"):
+        run(["mkfs.vfat", "-F", "32", "-n", "bootfs", "-s", "4", "-C", boot, str(LAYOUT.boot_mib * 1024)],
+            label="mkfs.vfat")
+
+    image = work / "standin.img"
+    root_sectors = root_bytes // SECTOR
+    with open(image, "wb") as handle:
+        handle.truncate((LAYOUT.root_start + root_sectors) * SECTOR)
+    table = (
+        "label: dos\n"
+        f"label-id: 0x{disk_id:08x}\n"
+        "unit: sectors\n\n"
+        f"start={LAYOUT.boot_start}, size={LAYOUT.boot_mib * MIB // SECTOR}, type=c\n"
+        f"start={LAYOUT.root_start}, size={root_sectors}, type=83\n"
+    )
+    run(["sfdisk", "--no-reread", "--no-tell-kernel", image], input=table.encode(), label="sfdisk")
+    with step("copy the filesystems into the image"):
+        _copy_into(boot, image, LAYOUT.boot_start * SECTOR)
+        _copy_into(rootfs, image, LAYOUT.root_start * SECTOR)
+    _fill_boot(image, work, disk_id)
+    return image
+
+
+def _make_ext4(root: Path, dest: Path) -> int:
+    """mkfs.ext4 -d from `root` into a file sized to the content plus slack; returns its size."""
+    used = int(output(["du", "-s", "--block-size=1", "-x", root], label="du").split()[0])
+    files = int(output(["find", root, "-xdev", "-printf", "."], label="count files").count("."))
+    # ext4's own metadata (inode tables, journal, group descriptors) on top of the content.
+    size = int(used * 1.10) + 96 * MIB + LAYOUT.root_slack_mib * MIB
+    size = -(-size // (4 * MIB)) * (4 * MIB)
+    # "-T default": the "small" type mke2fs picks under 512 MiB means 1 KiB blocks,
+    # which Raspberry Pi OS never uses and which grow poorly to a 64 GB card.
+    argv: list[str | os.PathLike[str]] = ["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-T", "default", "-b", "4096"]
+    if files * 2 > size // 16384:
+        argv += ["-N", str(files * 2)]
+    with step(f"make the ext4 root filesystem ({size // MIB} MiB, {files} files)"):
+        run([*argv, "-d", root, dest, f"{size // 1024}k"], label="mkfs.ext4")
+    return size
+
+
+def _copy_into(source: Path, image: Path, offset: int) -> None:
+    # conv=sparse keeps the image's holes: most of both filesystems is still empty.
+    run(["dd", f"if={source}", f"of={image}", "bs=4M", f"seek={offset}", "oflag=seek_bytes",
+         "conv=notrunc,sparse", "status=none"], label="dd")
+
+
+def _fill_boot(image: Path, work: Path, disk_id: int) -> None:
+    """cmdline.txt, config.txt, overlays/ and issue.txt, written through mtools."""
+    target = f"{image}@@{LAYOUT.boot_start * SECTOR}"
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    files = work / "bootfiles"
+    files.mkdir()
+    (files / "cmdline.txt").write_text(
+        f"console=serial0,115200 console=tty1 root=PARTUUID={disk_id:08x}-02 rootfstype=ext4 "
+        "fsck.repair=yes rootwait resize\n"
+    )
+    shutil.copyfile(CONFIG_TXT, files / "config.txt")
+    (files / "issue.txt").write_text(
+        f"clusterbake stand-in for Raspberry Pi OS Lite {time.strftime('%Y-%m-%d')}\n"
+        f"Generated with debootstrap from Debian {SUITE} arm64 ({MIRROR}); "
+        "not an official Raspberry Pi image\n"
+    )
+    with step("fill the boot partition (mtools)"):
+        for name in ("cmdline.txt", "config.txt", "issue.txt"):
+            run(["mcopy", "-i", target, files / name, f"::{name}"], env=env, label="mcopy")
+        run(["mmd", "-i", target, "::overlays"], env=env, label="mmd")
+
+
+def _write_json(dest: Path, data: dict[str, object], work: Path) -> None:
+    staged = work / dest.name
+    staged.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    install(staged, dest)
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("building the stand-in image needs root (debootstrap, file ownership)",
+                                 hint="run as root, e.g. sudo make demo")
