@@ -1,0 +1,46 @@
+"""Edits of the boot partition's config.txt and cmdline.txt, as pure text functions.
+
+config.txt is read top to bottom with conditional sections: `[pi4]`, `[cm5]`, `[gpio4=1]` …
+apply only below their header until the next one, and `[all]` ends them. A line meant for
+every board must therefore sit where `[all]` (or no section yet) is in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+SERIAL_CONSOLES = ("serial0", "ttyAMA0", "ttyAMA10", "ttyS0")
+
+
+def apply_config_txt(text: str, lines: Sequence[str]) -> str:
+    """Add `lines` for all boards; lines already in force for all boards are not repeated."""
+    in_all = True
+    present: set[str] = set()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            in_all = line.lower() == "[all]"
+        elif in_all and line and not line.startswith("#"):
+            present.add(line)
+    missing = [line for line in dict.fromkeys(s.strip() for s in lines) if line and line not in present]
+    if not missing:
+        return text
+    out = text if not text or text.endswith("\n") else text + "\n"
+    if not in_all:
+        # The file ends inside a board section: close it, or the lines would only apply to that board.
+        out += "\n[all]\n"
+    return out + "".join(f"{line}\n" for line in missing)
+
+
+def apply_cmdline(text: str, *, remove_serial_console: bool, add: Sequence[str] = ()) -> str:
+    """cmdline.txt stays one line: drop serial consoles if asked, append `add` arguments not there yet."""
+    args = text.split()
+    if remove_serial_console:
+        args = [a for a in args if not _is_serial_console(a)]
+    args += [a for a in dict.fromkeys(add) if a not in args]
+    return " ".join(args) + "\n"
+
+
+def _is_serial_console(arg: str) -> bool:
+    key, _, value = arg.partition("=")
+    return key == "console" and value.split(",", 1)[0] in SERIAL_CONSOLES

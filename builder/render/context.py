@@ -1,0 +1,82 @@
+"""The ONE template context: everything an overlay template may use, as plain values.
+
+Variables (documented in overlays/README.md):
+  cluster      name, domain, partition, ssh_password_authentication, secrets
+  network      subnet, prefix, netmask, gateway, dns (list), interface, domain
+  nodes        every node (see below), in cluster-file order
+  compute_nodes  the nodes whose role's profile enables slurmd.service
+  controller, time_server   the node running slurmctld / serving time
+  users        name, uid, gid, groups, ssh_keys, shell
+  role         the role being rendered; settings: its merged profile settings
+  node         the node being rendered, or none in a role image (found at first boot)
+  inventory    what the first-boot identity service needs (role images), else none
+A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, fqdn, uuid.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from builder.config.model import Cluster, Node, User
+from builder.render.profiles import Profile
+
+
+def node_values(cluster: Cluster, node: Node) -> dict[str, Any]:
+    domain = cluster.network.domain
+    return {
+        "name": node.name,
+        "role": node.role,
+        "ip": str(node.ip),
+        "model": node.model,
+        "board": node.board,
+        "cpus": node.cpus,
+        "memory_mb": node.memory_mb,
+        "mem_per_cpu": node.memory_mb // node.cpus,
+        "serial": node.serial,
+        "mac": node.mac,
+        "fqdn": f"{node.name}.{domain}" if domain else node.name,
+        # NetworkManager wants a stable id per connection; derive it so rebuilds keep it.
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.{cluster.name}.clusterbake")),
+    }
+
+
+def user_values(user: User) -> dict[str, Any]:
+    return {"name": user.name, "uid": user.uid, "gid": user.gid, "groups": list(user.groups),
+            "ssh_keys": list(user.ssh_keys), "shell": user.shell}
+
+
+def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: str, node: Node | None,
+                  secrets: bool) -> dict[str, Any]:
+    """The values every template of one render sees; `profiles` holds every role of the cluster."""
+    net = cluster.network
+    nodes = [node_values(cluster, n) for n in cluster.nodes]
+    by_name = {n["name"]: n for n in nodes}
+    return {
+        "cluster": {
+            "name": cluster.name,
+            "domain": net.domain,
+            "partition": cluster.slurm_partition,
+            "ssh_password_authentication": cluster.ssh_password_authentication,
+            "secrets": secrets,
+        },
+        "network": {
+            "subnet": str(net.subnet),
+            "prefix": net.subnet.prefixlen,
+            "netmask": str(net.subnet.netmask),
+            "gateway": str(net.gateway),
+            "dns": [str(d) for d in net.dns],
+            "interface": net.interface,
+            "domain": net.domain,
+        },
+        "nodes": nodes,
+        "compute_nodes": [n for n in nodes if profiles[n["role"]].runs("slurmd.service")],
+        "controller": by_name[cluster.slurm_controller],
+        "time_server": by_name[cluster.time_server],
+        "users": [user_values(u) for u in cluster.users],
+        "role": role,
+        "settings": dict(profiles[role].settings),
+        "node": by_name[node.name] if node is not None else None,
+        "inventory": None,
+    }

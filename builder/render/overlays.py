@@ -1,0 +1,229 @@
+"""Overlays: `overlays/<name>/<path>` becomes `/<path>` in the image; `*.j2` files are Jinja templates.
+
+File and directory names may hold Jinja too (`{{ network.interface }}.nmconnection.j2`); each
+name must render to a single path component. `overlays/<name>/manifest.yaml` (optional, never
+copied) gives owners and modes and repeats subtrees; the format is in overlays/README.md.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import jinja2
+
+from builder.config.load import read_yaml
+from builder.config.reader import Reader
+from builder.errors import InputError
+from builder.render.files import ImageFile
+from builder.render.where import labelled
+
+MANIFEST = "manifest.yaml"
+TEMPLATE_SUFFIX = ".j2"
+MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
+EACH_RE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+in\s+(\S.*)$")
+OWNER_RE = re.compile(r"^[a-z_][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Attributes:
+    owner: str
+    group: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    files: tuple[tuple[str, Attributes], ...] = ()
+    directories: tuple[tuple[str, Attributes], ...] = ()
+    each: tuple[tuple[str, str, str], ...] = ()     # (path glob, variable, Jinja expression)
+
+
+class Templates:
+    """One Jinja environment over the overlays directory, and errors translated into InputError."""
+
+    def __init__(self, overlays_dir: Path) -> None:
+        self.root = Path(overlays_dir).resolve()
+        self.label = Path(overlays_dir).name
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.root)),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,     # a line holding only a {% tag %} leaves no blank line
+            lstrip_blocks=True,
+            autoescape=False,
+        )
+
+    def render_file(self, name: str, context: Mapping[str, Any]) -> str:
+        try:
+            return self.env.get_template(name).render(context)
+        except (jinja2.TemplateError, UnicodeDecodeError) as exc:
+            raise self._error(name, exc) from None
+
+    def render_text(self, where: str, text: str, context: Mapping[str, Any]) -> str:
+        """A short template written inline: a file name, an owner, a manifest expression."""
+        if "{" not in text:
+            return text
+        try:
+            return self.env.from_string(text).render(context)
+        except jinja2.TemplateError as exc:
+            raise self._error(where, exc, inline=text) from None
+
+    def evaluate(self, where: str, expression: str, context: Mapping[str, Any]) -> Any:
+        try:
+            return self.env.compile_expression(expression, undefined_to_none=False)(context)
+        except jinja2.TemplateError as exc:
+            raise self._error(where, exc, inline=expression) from None
+
+    def _error(self, name: str, exc: Exception, inline: str | None = None) -> InputError:
+        hint = "the variables templates may use are listed in overlays/README.md"
+        if isinstance(exc, UnicodeDecodeError):
+            return InputError(f"{self.label}/{name}: not UTF-8 text", hint="drop the .j2 suffix of binary files")
+        assert isinstance(exc, jinja2.TemplateError)
+        if isinstance(exc, jinja2.TemplateSyntaxError):
+            where = f"{self.label}/{exc.name or name}" + (f": line {exc.lineno}" if inline is None else "")
+            return InputError(f"{where}: {exc.message}", hint="fix the Jinja syntax")
+        if inline is not None:
+            return InputError(f"{self.label}/{name}: in {inline!r}: {exc.message}", hint=hint)
+        where, line = self._failing_line(exc.__traceback__, name)
+        return InputError(f"{self.label}/{where}: line {line}: {exc.message}", hint=hint)
+
+    def _failing_line(self, tb: TracebackType | None, name: str) -> tuple[str, int | str]:
+        """Jinja rewrites tracebacks so template frames carry the template's file and line."""
+        found: tuple[str, int | str] = (name, "?")
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.startswith(str(self.root) + os.sep):
+                found = (os.path.relpath(filename, self.root), tb.tb_lineno)
+            tb = tb.tb_next
+        return found
+
+
+def render_overlay(templates: Templates, name: str, context: Mapping[str, Any], *,
+                   wanted_by: str) -> list[ImageFile]:
+    """Every file and managed directory of one overlay, rendered for `context`."""
+    top = templates.root / name
+    if not top.is_dir():
+        raise InputError(f"{wanted_by}: overlays: no overlay directory {templates.label}/{name}",
+                         hint=f"create {templates.label}/{name}/ or remove it from the list")
+    manifest = read_manifest(top, f"{templates.label}/{name}")
+    out: list[ImageFile] = []
+    for rel, is_dir in _entries(top, manifest, f"{templates.label}/{name}"):
+        key = rel[: -len(TEMPLATE_SUFFIX)] if not is_dir and rel.endswith(TEMPLATE_SUFFIX) else rel
+        rules = manifest.directories if is_dir else manifest.files
+        attrs = next((a for glob, a in rules if fnmatch.fnmatchcase(key, glob)), None)
+        if is_dir and attrs is None:
+            continue  # only directories the manifest describes; others are made as needed
+        source = f"{templates.label}/{name}/{rel}"
+        for bound in _bindings(templates, manifest, rel, source, context):
+            scope = {**context, **bound}
+            out.append(_render_entry(templates, name, rel, key, is_dir, attrs, scope, source))
+    return out
+
+
+def _render_entry(templates: Templates, name: str, rel: str, key: str, is_dir: bool, attrs: Attributes | None,
+                  scope: Mapping[str, Any], source: str) -> ImageFile:
+    parts = [templates.render_text(rel, part, scope) for part in key.split("/")]
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "\0" in part:
+            raise InputError(f"{source}: the name renders to {part!r}, which is not one path component",
+                             hint="a templated name must give a plain file name inside the image root")
+    attrs = attrs or Attributes("root", "root", "0644")
+    owner = templates.render_text(f"{name}/{MANIFEST}", attrs.owner, scope)
+    group = templates.render_text(f"{name}/{MANIFEST}", attrs.group, scope)
+    for who in (owner, group):
+        if not OWNER_RE.match(who):
+            raise InputError(f"{templates.label}/{name}/{MANIFEST}: owner {who!r} (for {key}) is not a user name",
+                             hint="owners and groups are names from the image's /etc/passwd, like root or munge")
+    if is_dir:
+        data = b""
+    elif rel.endswith(TEMPLATE_SUFFIX):
+        data = templates.render_file(f"{name}/{rel}", scope).encode()
+    else:
+        data = (templates.root / name / rel).read_bytes()
+    return ImageFile(path="/" + "/".join(parts), data=data, mode=int(attrs.mode, 8), owner=owner, group=group,
+                     directory=is_dir, source=source)
+
+
+def _entries(top: Path, manifest: Manifest, label: str) -> Iterator[tuple[str, bool]]:
+    """(relative path, is directory) for the overlay tree, plus directories the manifest creates."""
+    real_top = top.resolve()
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        base = Path(dirpath)
+        for entry in [*dirnames, *sorted(filenames)]:
+            path = base / entry
+            rel = path.relative_to(top).as_posix()
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(real_top):
+                    raise InputError(f"{label}/{rel}: symlink points outside the overlay (to {os.readlink(path)})",
+                                     hint="copy the file into the overlay instead")
+                if target.is_dir():
+                    raise InputError(f"{label}/{rel}: symlinked directories are not supported",
+                                     hint="make it a real directory")
+            if rel == MANIFEST:
+                continue
+            seen.add(rel)
+            yield rel, entry in dirnames
+    for glob, _ in manifest.directories:
+        if not any(c in glob for c in "*?[") and glob not in seen:
+            yield glob, True
+
+
+def _bindings(templates: Templates, manifest: Manifest, rel: str, source: str,
+              context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One scope per combination of the `each:` loops over this path and its parents."""
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    loops = [(var, expr) for glob, var, expr in manifest.each if any(fnmatch.fnmatchcase(p, glob) for p in prefixes)]
+    choices: list[list[tuple[str, Any]]] = []
+    for var, expr in loops:
+        items = templates.evaluate(source, expr, context)
+        if isinstance(items, str | bytes | Mapping) or not hasattr(items, "__iter__"):
+            raise InputError(f"{source}: each: {expr!r} is not a list", hint="loop over a list such as users")
+        choices.append([(var, item) for item in items])
+    return [dict(combo) for combo in product(*choices)]
+
+
+def read_manifest(top: Path, label: str) -> Manifest:
+    path = top / MANIFEST
+    if not path.is_file():
+        return Manifest()
+    with labelled(path, f"{label}/{MANIFEST}"):
+        data = read_yaml(path)
+        r = Reader({} if data is None else data, path)
+        files = _rules(r.sub("files", {}))
+        directories = _rules(r.sub("directories", {}))
+        each_reader = r.sub("each", {})
+        each = []
+        for glob, loop in dict(each_reader.data).items():
+            match = EACH_RE.match(loop) if isinstance(loop, str) else None
+            if match is None:
+                each_reader.fail(f"{loop!r} is not 'VARIABLE in LIST'", key=str(glob), hint="e.g. 'user in users'")
+            each.append((str(glob).strip("/"), match.group(1), match.group(2)))
+        r.done()
+    return Manifest(files=files, directories=directories, each=tuple(each))
+
+
+def _rules(r: Reader) -> tuple[tuple[str, Attributes], ...]:
+    rules = []
+    for glob in list(r.data):
+        entry = r.sub(str(glob))
+        owner = entry.text("owner", "root")
+        group = entry.text("group", owner)
+        mode = entry.take("mode", "0644")
+        if not isinstance(mode, str) or not MODE_RE.match(mode):
+            entry.fail(f"{mode!r} is not an octal mode in quotes", key="mode",
+                       hint='write it as a string, e.g. mode: "0600" (YAML reads 0600 unquoted as a number)')
+        entry.done()
+        rules.append((str(glob).strip("/"), Attributes(owner, group, mode)))
+    return tuple(rules)

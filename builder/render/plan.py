@@ -1,0 +1,163 @@
+"""The render plan: exactly what one image gets, computed from the cluster, a role or node, and the data.
+
+A NODE= image has its identity baked in: `node_overlays` are rendered for that node. A ROLE=
+image fits every node of the role: `node_overlays` are rendered once per node into the
+inventory, and the first-boot identity service (`role_image:` of the profiles) installs the
+matching set on the board it finds itself on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.config.model import Cluster, Node
+from builder.errors import InputError
+from builder.render.context import build_context
+from builder.render.files import ImageFile
+from builder.render.lint import warn_pi5_power_button
+from builder.render.overlays import Templates, render_overlay
+from builder.render.profiles import Profile, load_profile
+from builder.render.secrets import munge_key
+
+log = logging.getLogger("clusterbake")
+
+BOOT_PREFIX = "/boot/firmware/"
+MUNGE_KEY = "/etc/munge/munge.key"
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    role: str
+    node: Node | None
+    packages: tuple[str, ...]
+    enable: tuple[str, ...]
+    disable: tuple[str, ...]
+    files: tuple[ImageFile, ...]                # sorted by path, so a directory comes before its contents
+    remove: tuple[str, ...]                     # globs to delete from the image, before `files` are written
+    config_txt_lines: tuple[str, ...]           # for apply_config_txt
+    remove_serial_console: bool                 # for apply_cmdline
+    cmdline_args: tuple[str, ...]               # for apply_cmdline(add=…)
+    boot_files: tuple[tuple[str, bytes], ...]   # (name, data) for the FAT partition
+    grow_mib: int
+    profile: Profile
+
+    @property
+    def source(self) -> str:
+        """What to blame in messages about the plan's content."""
+        return self.profile.file
+
+
+def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None = None, secrets: bool = True,
+                profiles_dir: Path, overlays_dir: Path) -> RenderPlan:
+    """Everything one image gets. Raises InputError for any bad input, before anything is built."""
+    if (role is None) == (node is None):
+        raise InputError("give exactly one of a role and a node", hint="make image ROLE=compute or NODE=node01")
+    target = _node(cluster, node) if node is not None else None
+    role = target.role if target is not None else str(role)
+    profile = load_profile(profiles_dir, role)
+    profiles = {r: load_profile(profiles_dir, r) for r in cluster.roles if r != role}
+    profiles[role] = profile
+    _check_cluster_roles(cluster, profiles)
+    members = (target,) if target is not None else cluster.nodes_with_role(role)
+    if not members:
+        log.warning("no node of %s has role %s: the image will boot on DHCP with a serial-derived name",
+                    cluster.source.name, role)
+    warn_pi5_power_button(profile.gpio, members)
+
+    templates = Templates(overlays_dir)
+    context = build_context(cluster, profiles, role=role, node=target, secrets=secrets)
+    overlays = profile.overlays
+    packages, enable, disable = profile.packages, profile.enable, profile.disable
+    if target is None:
+        context["inventory"] = _inventory(cluster, profiles, profile, templates, members, secrets)
+        extra = profile.role_image
+        overlays = _add(overlays, extra.overlays)
+        packages = _add(packages, extra.packages)
+        enable = _add(tuple(u for u in enable if u not in extra.disable), extra.enable)
+        disable = _add(tuple(u for u in disable if u not in extra.enable), extra.disable)
+    else:
+        overlays = _add(overlays, profile.node_overlays)
+
+    rendered: dict[str, ImageFile] = {}
+    for name in overlays:
+        for file in render_overlay(templates, name, context, wanted_by=profile.file):
+            if file.path in rendered:
+                # A later overlay replaces an earlier one's file: how `time-server` overrides `time-client`.
+                log.debug("%s replaces %s", file.source, rendered[file.path].source)
+            rendered[file.path] = file
+    remove = profile.remove
+    if "munge" in packages:
+        if secrets:
+            rendered[MUNGE_KEY] = ImageFile(MUNGE_KEY, munge_key(cluster.secrets_dir), 0o400, "munge", "munge",
+                                            source=str(cluster.secrets_dir / "munge.key"))
+        else:
+            # munge's postinst makes a random key; a release image must not carry one.
+            remove = _add(remove, (MUNGE_KEY,))
+    boot = tuple((f.path[len(BOOT_PREFIX):], f.data) for f in rendered.values()
+                 if f.path.startswith(BOOT_PREFIX) and not f.directory)
+    files = tuple(sorted((f for f in rendered.values() if not f.path.startswith(BOOT_PREFIX)),
+                         key=lambda f: f.path))
+    return RenderPlan(
+        role=role,
+        node=target,
+        packages=packages,
+        enable=enable,
+        disable=disable,
+        files=files,
+        remove=remove,
+        config_txt_lines=profile.config_txt,
+        remove_serial_console=profile.remove_serial_console,
+        cmdline_args=profile.cmdline,
+        boot_files=tuple(sorted(boot)),
+        grow_mib=profile.grow_mib,
+        profile=profile,
+    )
+
+
+def _node(cluster: Cluster, name: str) -> Node:
+    try:
+        return cluster.node(name)
+    except KeyError:
+        raise InputError(f"{cluster.source.name}: nodes: no node named {name!r}",
+                         hint="use one of " + ", ".join(n.name for n in cluster.nodes)) from None
+
+
+def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
+    controller = cluster.node(cluster.slurm_controller)
+    if not profiles[controller.role].runs("slurmctld.service"):
+        raise InputError(
+            f"{cluster.source.name}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
+            f"whose profile does not enable slurmctld.service",
+            hint="name a node whose role runs slurmctld (e.g. the controller)")
+
+
+def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profile, templates: Templates,
+               members: tuple[Node, ...], secrets: bool) -> dict[str, Any]:
+    """What the first-boot identity service needs: each candidate node and its pre-rendered files."""
+    nodes = []
+    for member in members:
+        scope = build_context(cluster, profiles, role=profile.role, node=member, secrets=secrets)
+        files = [file for name in profile.node_overlays
+                 for file in render_overlay(templates, name, scope, wanted_by=profile.file)]
+        for file in files:
+            if file.directory or file.path.startswith(BOOT_PREFIX):
+                raise InputError(f"{file.source}: node overlays may only hold files of the root file system",
+                                 hint="move it to an overlay listed under overlays:")
+        nodes.append({
+            "name": member.name,
+            "serial": member.serial,
+            "mac": member.mac,
+            "files": [{"path": f.path, "mode": f.mode, "owner": f.owner, "group": f.group, "text": f.data.decode()}
+                      for f in files],
+        })
+    return {"cluster": cluster.name, "role": profile.role, "nodes": nodes,
+            "json": json.dumps({"cluster": cluster.name, "role": profile.role, "nodes": nodes}, indent=2)}
+
+
+def _add(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((*first, *more)))

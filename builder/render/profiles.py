@@ -1,0 +1,294 @@
+"""Profiles: what a role is, read from `profiles/<role>.yaml` and merged with what it includes.
+
+Merge order is `common`, then every include depth-first in the order listed, then the role
+itself; each profile appears once. Lists are concatenated in that order without duplicates,
+`settings` are overlaid (the later profile wins), `grow_mib` adds up, a unit's last mention
+decides whether it is enabled or disabled, and `remove_serial_console` is on if any profile
+asks for it. `config_txt` and `cmdline` lines are Jinja templates over the merged `settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from builder.config.load import read_yaml
+from builder.config.reader import Reader
+from builder.errors import InputError
+from builder.render.lint import GpioClaim, check_gpio, claims_of_line
+from builder.render.where import labelled
+
+COMMON = "common"
+ROLE_RE = re.compile(r"^[a-z0-9-]+$")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
+SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+LIST_KEYS = ("packages", "enable", "disable", "overlays")
+
+
+@dataclass(frozen=True)
+class Extras:
+    """The lists a profile adds only to role images (`role_image:`)."""
+
+    packages: tuple[str, ...] = ()
+    enable: tuple[str, ...] = ()
+    disable: tuple[str, ...] = ()
+    overlays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One role, merged with `common` and its includes."""
+
+    role: str
+    sources: tuple[str, ...]               # profile names in merge order, e.g. common, compute, timeserver
+    description: str = ""
+    packages: tuple[str, ...] = ()
+    enable: tuple[str, ...] = ()
+    disable: tuple[str, ...] = ()
+    overlays: tuple[str, ...] = ()
+    node_overlays: tuple[str, ...] = ()    # rendered per node: into NODE= images, into the inventory of ROLE= ones
+    role_image: Extras = field(default_factory=Extras)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    config_txt: tuple[str, ...] = ()
+    cmdline: tuple[str, ...] = ()
+    remove_serial_console: bool = False
+    gpio: tuple[GpioClaim, ...] = ()       # every claim, from `gpio:` and from config.txt lines
+    remove: tuple[str, ...] = ()
+    grow_mib: int = 0
+
+    @property
+    def file(self) -> str:
+        return f"profiles/{self.role}.yaml"
+
+    def runs(self, unit: str) -> bool:
+        """Whether the role's images enable `unit` (role-image extras included)."""
+        return unit_name(unit) in self.enable + self.role_image.enable
+
+
+@dataclass
+class _Raw:
+    """One profile file as written, before merging."""
+
+    name: str
+    path: Path
+    description: str
+    include: list[str]
+    lists: dict[str, list[str]]
+    node_overlays: list[str]
+    role_lists: dict[str, list[str]]
+    settings: dict[str, Any]
+    config_txt: list[str]
+    cmdline: list[str]
+    remove_serial_console: bool
+    gpio: dict[int, str]
+    remove: list[str]
+    grow_mib: int
+
+
+def available_roles(profiles_dir: Path) -> list[str]:
+    return sorted(p.stem for p in Path(profiles_dir).glob("*.yaml") if p.stem != COMMON)
+
+
+def load_profile(profiles_dir: Path, role: str) -> Profile:
+    """Read `role` and everything it includes (and `common`), check it, and merge it."""
+    profiles_dir = Path(profiles_dir)
+    if not ROLE_RE.match(role) or role == COMMON or not (profiles_dir / f"{role}.yaml").is_file():
+        raise InputError(f"role {role!r} has no profile {profiles_dir.name}/{role}.yaml",
+                         hint="use one of " + ", ".join(available_roles(profiles_dir)) + " or add that profile")
+    order: list[_Raw] = []
+    seen: set[str] = set()
+    if (profiles_dir / f"{COMMON}.yaml").is_file():
+        _collect(profiles_dir, COMMON, (), order, seen)
+    _collect(profiles_dir, role, (), order, seen)
+    return _merge(role, order)
+
+
+def _collect(profiles_dir: Path, name: str, chain: tuple[str, ...], order: list[_Raw], seen: set[str]) -> None:
+    """Depth-first: includes before the profile that includes them; each profile once."""
+    if name in chain:
+        cycle = " -> ".join((*chain[chain.index(name):], name))
+        raise InputError(f"{profiles_dir.name}/{chain[-1]}.yaml: include: include cycle {cycle}",
+                         hint="remove one of these includes")
+    if name in seen:
+        return
+    raw = _read(profiles_dir / f"{name}.yaml", name)
+    for included in raw.include:
+        if included == COMMON:
+            continue  # every profile has it already
+        if not (profiles_dir / f"{included}.yaml").is_file():
+            where = f"{profiles_dir.name}/{name}.yaml"
+            raise InputError(f"{where}: include: no profile {profiles_dir.name}/{included}.yaml",
+                             hint="use one of " + ", ".join(available_roles(profiles_dir)))
+        _collect(profiles_dir, included, (*chain, name), order, seen)
+    seen.add(name)
+    order.append(raw)
+
+
+def _read(path: Path, name: str) -> _Raw:
+    with labelled(path, f"{path.parent.name}/{path.name}"):
+        return _read_profile(path, name)
+
+
+def _read_profile(path: Path, name: str) -> _Raw:
+    data = read_yaml(path)
+    top = Reader({} if data is None else data, path)
+    raw = _Raw(
+        name=name,
+        path=path,
+        description=top.text("description", ""),
+        include=_names(top, "include", ROLE_RE, "a profile name"),
+        lists={key: _list(top, key) for key in LIST_KEYS},
+        node_overlays=_names(top, "node_overlays", ROLE_RE, "an overlay name"),
+        role_lists={},
+        settings=_settings(top),
+        config_txt=_strings(top, "config_txt"),
+        cmdline=_strings(top, "cmdline"),
+        remove_serial_console=top.flag("remove_serial_console", False),
+        gpio=_gpio(top),
+        remove=_strings(top, "remove"),
+        grow_mib=top.integer("grow_mib", 0),
+    )
+    extra = top.sub("role_image", {})
+    raw.role_lists = {key: _list(extra, key) for key in LIST_KEYS}
+    extra.done()
+    for where, remove in enumerate(raw.remove):
+        if not remove.startswith("/") or ".." in remove.split("/"):
+            top.fail(f"{remove!r} is not an absolute path inside the image", key=f"remove[{where}]")
+    top.done()
+    for lists, prefix in ((raw.lists, ""), (raw.role_lists, "role_image.")):
+        both = set(lists["enable"]) & set(lists["disable"])
+        if both:
+            top.fail(f"{', '.join(sorted(both))} is both enabled and disabled", path=f"{prefix}enable",
+                     hint="keep it in one of the two lists")
+    return raw
+
+
+def _list(r: Reader, key: str) -> list[str]:
+    if key == "packages":
+        return _names(r, key, PACKAGE_RE, "a Debian package name")
+    if key == "overlays":
+        return _names(r, key, ROLE_RE, "an overlay name")
+    return [unit_name(u) for u in _names(r, key, UNIT_RE, "a systemd unit name")]
+
+
+def _names(r: Reader, key: str, pattern: re.Pattern[str], expected: str) -> list[str]:
+    values = r.items(key, [])
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not pattern.match(value):
+            r.fail(f"{value!r} is not {expected}", key=f"{key}[{i}]")
+    return list(values)
+
+
+def _strings(r: Reader, key: str) -> list[str]:
+    values = r.items(key, [])
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or "\n" in value:
+            r.fail(f"{value!r} is not one line of text", key=f"{key}[{i}]")
+    return list(values)
+
+
+def _settings(r: Reader) -> dict[str, Any]:
+    settings = r.sub("settings", {})
+    values = dict(settings.data)
+    for key, value in values.items():
+        if not isinstance(key, str) or not SETTING_RE.match(key):
+            settings.fail("is not a setting name of [a-z_][a-z0-9_]*", key=str(key))
+        scalars = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str | int | float | bool) for v in scalars):
+            settings.fail(f"{value!r} is not a string, number, true/false or a list of them", key=key)
+    return values
+
+
+def _gpio(r: Reader) -> dict[int, str]:
+    gpio = r.sub("gpio", {})
+    claims: dict[int, str] = {}
+    for pin, purpose in gpio.data.items():
+        if isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= 27:
+            gpio.fail("is not a GPIO number 0-27 (BCM numbering, not the physical pin)", key=str(pin))
+        if not isinstance(purpose, str) or not purpose:
+            gpio.fail(f"{purpose!r} is not a description of what uses the pin", key=str(pin))
+        claims[pin] = purpose
+    return claims
+
+
+def unit_name(unit: str) -> str:
+    """`ssh` and `ssh.service` are the same unit; spell it the long way everywhere."""
+    return unit if "." in unit else f"{unit}.service"
+
+
+def _merge(role: str, order: list[_Raw]) -> Profile:
+    settings: dict[str, Any] = {}
+    for raw in order:
+        settings.update(raw.settings)
+    lists = {key: _union(raw.lists[key] for raw in order) for key in ("packages", "overlays")}
+    enable, disable = _units(order, lambda raw: raw.lists)
+    role_enable, role_disable = _units(order, lambda raw: raw.role_lists)
+    config_txt: list[str] = []
+    cmdline: list[str] = []
+    claims: list[GpioClaim] = []
+    for raw in order:
+        for key, target in (("config_txt", config_txt), ("cmdline", cmdline)):
+            for i, template in enumerate(getattr(raw, key)):
+                line = _expand(raw, f"{key}[{i}]", template, settings)
+                if line and line not in target:
+                    target.append(line)
+                    if key == "config_txt":
+                        claims.extend(claims_of_line(line, raw.name))
+        claims.extend(GpioClaim(pin, purpose, raw.name) for pin, purpose in raw.gpio.items())
+    check_gpio(role, claims)
+    return Profile(
+        role=role,
+        sources=tuple(raw.name for raw in order),
+        description=order[-1].description,
+        packages=lists["packages"],
+        enable=enable,
+        disable=disable,
+        overlays=lists["overlays"],
+        node_overlays=_union(raw.node_overlays for raw in order),
+        role_image=Extras(
+            packages=_union(raw.role_lists["packages"] for raw in order),
+            enable=role_enable,
+            disable=role_disable,
+            overlays=_union(raw.role_lists["overlays"] for raw in order),
+        ),
+        settings=settings,
+        config_txt=tuple(config_txt),
+        cmdline=tuple(cmdline),
+        remove_serial_console=any(raw.remove_serial_console for raw in order),
+        gpio=tuple(claims),
+        remove=_union(raw.remove for raw in order),
+        grow_mib=sum(raw.grow_mib for raw in order),
+    )
+
+
+def _union(lists: Iterable[Iterable[str]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(item for items in lists for item in items))
+
+
+def _units(order: list[_Raw], pick: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A unit's last mention wins: `timeserver` may enable what `common` disables."""
+    state: dict[str, bool] = {}
+    for raw in order:
+        lists = pick(raw)
+        for unit in lists["enable"]:
+            state.pop(unit, None)
+            state[unit] = True
+        for unit in lists["disable"]:
+            state.pop(unit, None)
+            state[unit] = False
+    return (tuple(u for u, on in state.items() if on), tuple(u for u, on in state.items() if not on))
+
+
+def _expand(raw: _Raw, key: str, template: str, settings: Mapping[str, Any]) -> str:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        return env.from_string(template).render(settings=settings).strip()
+    except jinja2.TemplateError as exc:
+        raise InputError(f"{raw.path.parent.name}/{raw.path.name}: {key}: {exc.message or exc}",
+                         hint="use {{ settings.NAME }} with a NAME from some profile's settings:") from None
