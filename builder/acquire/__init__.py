@@ -41,14 +41,14 @@ def fetch_base(base: BaseImage, *, cluster_dir: Path, cache: Path, offline: bool
         downloads = Downloader(session, offline=offline)
         sha256 = _expected_hash(base, image, cluster_dir, store, downloads)
         with store.locked(sha256):
-            cached = _from_cache(store, sha256, suffix, base.fingerprint, offline=offline)
+            cached = _from_cache(store, sha256, suffix, base.fingerprint, image, offline=offline)
             if cached is not None:
                 return cached
             if offline:
                 raise InputError(f"{image.where}: not in the cache ({cache}); run without --offline",
                                  hint="run once without --offline to download and verify it")
             archive = _download_verified(base, image, sha256, suffix, cluster_dir, store, downloads)
-            return _raw_image(store, sha256, archive, suffix)
+            return _raw_image(store, sha256, archive, suffix, image)
 
 
 def _expected_hash(base: BaseImage, image: Source, cluster_dir: Path, store: ImageCache,
@@ -66,7 +66,8 @@ def _expected_hash(base: BaseImage, image: Source, cluster_dir: Path, store: Ima
     return sha256
 
 
-def _from_cache(store: ImageCache, sha256: str, suffix: str, fingerprint: str, *, offline: bool) -> Path | None:
+def _from_cache(store: ImageCache, sha256: str, suffix: str, fingerprint: str, image: Source, *,
+                offline: bool) -> Path | None:
     trusted_by = store.trusted_by(sha256)
     if trusted_by is None:
         return None
@@ -84,7 +85,7 @@ def _from_cache(store: ImageCache, sha256: str, suffix: str, fingerprint: str, *
         return raw
     archive = store.archive(sha256, suffix)
     if archive.exists():
-        return _raw_image(store, sha256, archive, suffix)
+        return _raw_image(store, sha256, archive, suffix, image)
     return None
 
 
@@ -115,7 +116,7 @@ def _verify(file: Path, base: BaseImage, image: Source, expected: str, keyring: 
             signature: bytes, signature_source: Source) -> VerificationError | None:
     """Check both; the pair of verdicts tells a corrupt download from a wrong pinned hash."""
     with step(f"verify SHA-256 and signature of {image.name}"):
-        actual = sha256_file(file)
+        actual = sha256_file(file, f"SHA-256 {image.name}")
         verdict = keyring.check(signature, file)
     if actual == expected and verdict.good:
         log.info("    SHA-256 matches and the signature is good (key %s)", base.fingerprint)
@@ -124,11 +125,11 @@ def _verify(file: Path, base: BaseImage, image: Source, expected: str, keyring: 
         return VerificationError(f"{signature_source.where}: {verdict.problem}",
                                  hint="only a signature by the key pinned in base_image.fingerprint is accepted")
     if verdict.good:
-        origin = "base_image.sha256" if base.sha256 else f"base_image.sha256_url ({base.sha256_url})"
+        setting = "base_image.sha256" if base.sha256 else "base_image.sha256_url"
         return VerificationError(
-            f"{image.where}: SHA-256 is {actual}, but {origin} says {expected}; the file carries a good "
+            f"{image.where}: SHA-256 is {actual}, but {setting} says {expected}; the file carries a good "
             f"signature by the pinned key, so the expected hash is what is wrong",
-            hint=f"correct {origin.split(' ')[0]} (the signed image's SHA-256 is {actual})")
+            hint=f"correct {setting}: the signed image's SHA-256 is {actual}")
     return VerificationError(
         f"{image.where}: the download is corrupt: its SHA-256 {actual} is not the expected {expected}, "
         f"and its signature does not verify ({verdict.problem})",
@@ -157,14 +158,14 @@ def _keyring(base: BaseImage, cluster_dir: Path, store: ImageCache, downloads: D
         yield keyring
 
 
-def _raw_image(store: ImageCache, sha256: str, archive: Path, suffix: str) -> Path:
+def _raw_image(store: ImageCache, sha256: str, archive: Path, suffix: str, image: Source) -> Path:
     """The raw image decompressed from a verified archive (the archive itself if uncompressed)."""
     raw = store.raw(sha256)
     if archive == raw:
         return raw
     tmp = store.raw_partial(sha256)
     try:
-        decompress(archive, tmp, compression_of(archive.name))
+        decompress(archive, tmp, compression_of(archive.name), origin=image.where)
         move_into_place(tmp, raw)
     except VerificationError:
         store.forget(sha256, suffix)

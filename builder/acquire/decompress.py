@@ -51,24 +51,26 @@ def pick_decompressor(compression: str) -> Decompressor:
     raise AssertionError("unreachable")
 
 
-def decompress(archive: Path, dest: Path, compression: str) -> None:
+def decompress(archive: Path, dest: Path, compression: str, *, origin: str) -> None:
     """Write the decompressed content of `archive` to `dest` (truncated first).
+
+    `origin` names the archive in messages (where it came from, not its cache name).
 
     A corrupt or truncated archive raises VerificationError; a failure to write
     (disk full) raises EnvironmentProblem.
     """
     tool = pick_decompressor(compression)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with step(f"decompress {archive.name} with {tool.decompress[0]}"):
+    with step(f"decompress with {tool.decompress[0]}"):
         try:
             with archive.open("rb") as src, dest.open("wb") as out, \
-                    progress(archive.stat().st_size, f"{tool.decompress[0]} -d {archive.name}") as bar, \
+                    progress(archive.stat().st_size, f"{tool.decompress[0]} -d") as bar, \
                     _following(src.fileno(), bar):
                 run(tool.decompress, stdin=src, stdout=out)
         except CommandFailed as exc:
             if _archive_is_damaged(tool, archive):
                 raise VerificationError(
-                    f"{archive.name}: the archive is corrupt or truncated ({exc.message})",
+                    f"{origin}: the archive is corrupt or truncated ({exc.message})",
                     hint="the signed file itself is damaged: report it to the publisher or use another image",
                 ) from None
             raise EnvironmentProblem(f"could not write {dest}: {exc.message}",

@@ -89,8 +89,8 @@ class Downloader:
 
     def _refuse_if_offline(self, source: Source) -> None:
         if self.offline:
-            raise InputError(f"{source.where}: not in the cache and --offline forbids fetching it",
-                             hint="run without --offline once to fetch and verify it")
+            raise InputError(f"{source.where}: not in the cache, and --offline forbids fetching it; "
+                             "run without --offline", hint="run once without --offline to fetch and verify it")
 
     def _with_retries(self, source: Source, attempt: Callable[[], T]) -> T:
         self._refuse_if_offline(source)
@@ -101,7 +101,7 @@ class Downloader:
             except _Retry as exc:
                 if number == POLICY.attempts:
                     raise _gave_up(source, exc, number) from None
-                log.warning("%s: %s; retrying in %.0fs (attempt %d of %d)", source.where, exc.reason, delay,
+                log.warning("    %s: %s; retrying in %.0fs (attempt %d of %d)", source.where, exc.reason, delay,
                             number + 1, POLICY.attempts)
                 time.sleep(delay)
                 delay = min(delay * 2, POLICY.max_backoff)
@@ -187,7 +187,7 @@ def _fail_unless_ok(source: Source, response: requests.Response) -> None:
 def _gave_up(source: Source, exc: _Retry, attempts: int) -> ClusterbakeError:
     if exc.status is not None:
         return InputError(f"{source.where}: {exc.reason} (gave up after {attempts} attempts)",
-                          hint="the server is failing; try again later or point the setting at a mirror")
+                          hint=f"the server is failing: try again later, or point {source.setting} at a mirror")
     return EnvironmentProblem(
         f"{source.where}: cannot download: {exc.reason} (gave up after {attempts} attempts)",
         hint="check the network connection (and proxy settings); run again to resume; "
@@ -216,18 +216,25 @@ def _status_text(code: int) -> str:
 
 def _reason(exc: BaseException) -> str:
     """A short cause ("connection refused", "timed out") instead of urllib3's nested repr."""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
-            return "timed out"
-        if isinstance(seen, urllib3.exceptions.NameResolutionError):
-            return "host name not found"
-        if isinstance(seen, urllib3.exceptions.ProtocolError | urllib3.exceptions.IncompleteRead):
-            return "connection closed before the end of the file"
-        if isinstance(seen, OSError) and seen.errno is not None:
-            return seen.strerror.lower() if seen.strerror else f"errno {seen.errno}"
+    while seen is not None and seen not in chain:
+        chain.append(seen)
         nested = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
         seen = seen.__cause__ or seen.__context__ or getattr(seen, "reason", None) or nested
+    # The most specific cause wins: urllib3 files "connection refused" under a timeout class.
+    for cause in chain:
+        if isinstance(cause, urllib3.exceptions.NameResolutionError):
+            return "host name not found"
+    for cause in chain:
+        if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
+            return cause.strerror.lower()
+    for cause in chain:
+        if isinstance(cause, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
+            return "timed out"
+    for cause in chain:
+        if isinstance(cause, urllib3.exceptions.ProtocolError | requests.exceptions.ChunkedEncodingError):
+            return "connection closed before the end of the file"
     return str(exc) or type(exc).__name__
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,10 @@ import gnupg  # type: ignore[import-untyped]
 
 from builder.command import require_tool, run
 from builder.errors import VerificationError
+
+# python-gnupg warns on every non-zero gpg exit (a bad signature is one); the verdict
+# below says what happened in our words, so its warnings must not reach the terminal.
+logging.getLogger("gnupg").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
