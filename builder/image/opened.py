@@ -1,0 +1,112 @@
+"""An image opened for a build: root filesystem mounted through a loop device, boot through mtools."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from builder.command import run
+from builder.errors import VerificationError
+from builder.image import rootfs
+from builder.image.boot import BootPartition
+from builder.image.checkpoints import checkpoint
+from builder.image.chroot import Chroot, enter_chroot
+from builder.image.integrity import check_ext4, check_fat, id_problems
+from builder.image.layout import Layout, read_layout
+from builder.image.leftovers import clean_leftovers, scratch_dir
+from builder.image.loop import attached
+from builder.image.mounts import mounted
+from builder.paths import cache_root
+from builder.progress import step
+
+log = logging.getLogger("clusterbake.image")
+
+
+class OpenImage:
+    """The image's files: `write_file`/`read_file` for the root, `boot` for the FAT partition.
+
+    `root` is where the root filesystem is mounted on the host; write through `write_file`, which
+    resolves symlinks inside the image, rather than through `root` directly.
+    """
+
+    def __init__(self, layout: Layout, root: Path, root_device: Path) -> None:
+        self.layout = layout
+        self.root = root
+        self.boot = BootPartition(layout.image, layout.boot)
+        self._root_device = root_device
+
+    def resolve(self, path: str) -> Path:
+        return rootfs.resolve(self.root, path)
+
+    def lookup_user(self, name: str) -> int:
+        return rootfs.lookup_id(self.root, "passwd", name)
+
+    def lookup_group(self, name: str) -> int:
+        return rootfs.lookup_id(self.root, "group", name)
+
+    def write_file(self, path: str, data: bytes, *, mode: int, owner: str = "root", group: str = "root",
+                   dir_mode: int = 0o755, dir_owner: str = "root", dir_group: str = "root") -> Path:
+        """Write a file in the image, owned by names from the image's own passwd/group files."""
+        return rootfs.write_file(self.root, path, data, mode=mode,
+                                 uid=self.lookup_user(owner), gid=self.lookup_group(group), dir_mode=dir_mode,
+                                 dir_uid=self.lookup_user(dir_owner), dir_gid=self.lookup_group(dir_group))
+
+    def read_file(self, path: str) -> bytes:
+        return rootfs.read_file(self.root, path)
+
+    def make_dir(self, path: str, *, mode: int = 0o755, owner: str = "root", group: str = "root") -> Path:
+        return rootfs.make_dir(self.root, path, mode=mode, uid=self.lookup_user(owner), gid=self.lookup_group(group))
+
+    def symlink(self, path: str, target: str) -> Path:
+        return rootfs.symlink(self.root, path, target)
+
+    def remove(self, path: str) -> bool:
+        return rootfs.remove(self.root, path)
+
+    def exists(self, path: str) -> bool:
+        return rootfs.exists(self.root, path)
+
+    def chroot(self, *, apt_cache: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:
+        """Commands inside the image; apt's downloads cached under `apt_cache` (default: the cache root)."""
+        return enter_chroot(self.root, self.boot, boot_mountpoint=self.layout.boot_mountpoint,
+                            apt_cache=apt_cache if apt_cache is not None else cache_root() / "apt-archives")
+
+    def check(self) -> None:
+        """e2fsck -fn on the root, fsck.vfat -n on the boot partition, disk id and PARTUUIDs agreeing.
+
+        Call it outside a chroot: the root is remounted read-only for the check so that e2fsck
+        sees a consistent filesystem.
+        """
+        with step("check the image"):
+            run(["sync", "--file-system", self.root], label="sync")
+            run(["mount", "-o", "remount,ro", self.root], label="mount")
+            try:
+                check_ext4(self._root_device, f"{self.layout.image}: root partition")
+            finally:
+                run(["mount", "-o", "remount,rw", self.root], label="mount")
+            check_fat(self.layout.image, self.layout.boot)
+            cmdline = self.boot.read("cmdline.txt").decode(errors="replace") if self.boot.exists("cmdline.txt") \
+                else ""
+            fstab = self.read_file("/etc/fstab").decode(errors="replace") if self.exists("/etc/fstab") else ""
+            problems = id_problems(self.layout, cmdline, fstab)
+            if problems:
+                raise VerificationError(f"{self.layout.image}: " + "; ".join(problems),
+                                        hint="the PARTUUIDs in cmdline.txt and /etc/fstab must name this disk's "
+                                             f"partitions (disk id {self.layout.disk_id})")
+
+
+@contextlib.contextmanager
+def open_image(image: Path) -> Iterator[OpenImage]:
+    """Mount the root partition of `image` through a loop device; release everything afterwards."""
+    image = image.resolve()
+    clean_leftovers()
+    layout = read_layout(image)
+    with step(f"open {image.name}"), contextlib.ExitStack() as stack:
+        device = stack.enter_context(attached(image, layout.root.offset, layout.root.size))
+        checkpoint("root-attached")
+        mountpoint = stack.enter_context(scratch_dir("mnt"))
+        stack.enter_context(mounted(device, mountpoint, fstype="ext4"))
+        checkpoint("root-mounted")
+        yield OpenImage(layout, mountpoint, device)
