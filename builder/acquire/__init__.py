@@ -9,6 +9,7 @@ cache. The raw image is decompressed from the cached archive, by temp file and r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,9 @@ KEY_LIMIT = 1 << 20
 
 def fetch_base(base: BaseImage, *, cluster_dir: Path, cache: Path, offline: bool = False) -> Path:
     """Return the path of the verified, decompressed raw image in the cache."""
+    # The loader normalises these; callers that build a BaseImage themselves may not have.
+    base = dataclasses.replace(base, fingerprint=base.fingerprint.replace(" ", "").upper(),
+                               sha256=base.sha256.lower() if base.sha256 else None)
     image = resolve("base_image.url", base.url, cluster_dir)
     compression = compression_of(image.name)
     suffix = ".img" + compression

@@ -72,7 +72,7 @@ class Downloader:
         else:
             data = self._with_retries(source, lambda: self._get_small(source, limit))
         if len(data) > limit:
-            raise InputError(f"{source.where}: is {len(data)} bytes; expected a small file (< {limit} bytes)",
+            raise InputError(f"{source.where}: is larger than {limit} bytes; expected a small file",
                              hint=f"check {source.setting} in the cluster file")
         return data
 
@@ -114,6 +114,8 @@ class Downloader:
                                         timeout=(POLICY.connect_timeout, POLICY.read_timeout))
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Retry(_reason(exc)) from exc
+        except requests.RequestException as exc:  # e.g. too many redirects: no point in trying again
+            raise InputError(f"{source.where}: {exc}", hint=f"check {source.setting} in the cluster file") from None
         if response.status_code in RETRY_STATUSES:
             response.close()
             raise _Retry(f"server answered HTTP {_status_text(response.status_code)}", status=response.status_code)

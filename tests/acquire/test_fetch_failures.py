@@ -164,6 +164,19 @@ def test_a_partial_from_another_file_is_discarded_and_downloaded_afresh(
     assert served.image_gets() == 2
 
 
+def test_a_complete_partial_from_an_interrupted_run_is_verified_without_downloading_again(
+        served: Served, cache: Path, tmp_path: Path) -> None:
+    sha256 = served.publication.sha256(IMAGE + ".xz")
+    complete = cache / "partial" / f"{sha256}.img.xz.part"
+    complete.parent.mkdir(parents=True)
+    complete.write_bytes((served.publication.root / (IMAGE + ".xz")).read_bytes())  # killed while verifying
+
+    raw = fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
+    assert raw.read_bytes() == served.publication.original
+    size = complete.stat().st_size if complete.exists() else (cache / "images" / f"{sha256}.img.xz").stat().st_size
+    assert served.server.range_requests == [(IMAGE + ".xz", f"bytes={size}-")]  # answered 416: nothing left
+
+
 def test_offline_with_a_cold_cache_fails_without_a_request(served: Served, cache: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     cluster = cluster_file(tmp_path, dataclasses.asdict(served.base()))
