@@ -179,7 +179,8 @@ def _fail_unless_ok(source: Source, response: requests.Response) -> None:
         return
     status = _status_text(response.status_code)
     if source.setting.endswith("signature_url"):
-        raise VerificationError(f"{source.where}: signature not found (HTTP {status}); the image cannot be "
+        missing = "not found" if response.status_code in (404, 410) else "cannot be fetched"
+        raise VerificationError(f"{source.where}: signature {missing} (HTTP {status}); the image cannot be "
                                 "verified without it",
                                 hint=f"check {source.setting}: it must name the .sig file beside the image")
     raise InputError(f"{source.where}: the server answered HTTP {status}",

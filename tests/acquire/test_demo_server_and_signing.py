@@ -87,8 +87,15 @@ def test_the_port_is_released_on_exit(tmp_path: Path) -> None:
 
 def gpg_agents(home: Path) -> list[str]:
     """Live agents serving `home` (an exiting one has lost its command line, so never matches)."""
-    out = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if "gpg-agent" in line and str(home) in line]
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended while we looked
+            continue
+        if "gpg-agent" in args and str(home) in args:
+            found.append(args)
+    return found
 
 
 def test_signing_key_signatures_verify_with_gpg_and_leave_no_agent(tmp_path: Path) -> None:
