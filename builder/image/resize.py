@@ -51,9 +51,29 @@ def _set_root_entry(layout: Layout, sectors: int | None) -> None:
         label="sfdisk", input=f"{layout.root.start},{size}\n".encode())
 
 
-def _relocate_gpt_backup(layout: Layout) -> None:
-    if layout.label == "gpt":
-        run(["sfdisk", "--relocate", "gpt-bak-std", layout.image], label="sfdisk")
+def _resize_file(layout: Layout, new_size: int, root_sectors: int | None) -> None:
+    """Truncate the image to `new_size` and set the root partition's size (None: to the end).
+
+    MBR: only the root entry is rewritten. GPT keeps its backup header in the last sectors of
+    the disk, so the table is rewritten whole from its own dump (same disk GUID, partition
+    GUIDs, types and names), which puts fresh headers where the new size wants them.
+    """
+    if layout.label == "dos":
+        os.truncate(layout.image, new_size)
+        _set_root_entry(layout, root_sectors)
+        return
+    script = []
+    for line in output(["sfdisk", "--dump", layout.image], label="sfdisk").splitlines():
+        entry = re.match(r"^\S*?(\d+) : (.*)$", line)
+        if line.startswith(("last-lba:", "device:")):
+            continue  # both follow from the new size
+        if entry and int(entry.group(1)) == layout.root.number:
+            fields = [f.strip() for f in entry.group(2).split(",") if not f.strip().startswith("size=")]
+            line = ", ".join(fields[:1] + ([f"size={root_sectors}"] if root_sectors is not None else []) + fields[1:])
+        script.append(line)
+    os.truncate(layout.image, new_size)
+    run(["sfdisk", "--no-reread", "--no-tell-kernel", "--wipe", "never", "--wipe-partitions", "never",
+         layout.image], label="sfdisk", input=("\n".join(script) + "\n").encode())
 
 
 def grow_image(image: Path, extra_bytes: int) -> None:
@@ -64,9 +84,7 @@ def grow_image(image: Path, extra_bytes: int) -> None:
     layout = _prepare(image)
     extra = -(-extra_bytes // MIB) * MIB
     with step(f"grow {image.name} by {extra // MIB} MiB"):
-        os.truncate(image, image.stat().st_size + extra)
-        _relocate_gpt_backup(layout)
-        _set_root_entry(layout, None)
+        _resize_file(layout, image.stat().st_size + extra, None)
         grown = read_layout(image)
         with attached(image, grown.root.offset, grown.root.size) as device:
             _fsck_before_resize(device)
@@ -98,9 +116,7 @@ def shrink_image(image: Path) -> None:
             if wanted >= root.size:
                 return
             run(["resize2fs", device, f"{wanted // 1024}K"], label="resize2fs")
-        _set_root_entry(layout, wanted // layout.sector_size)
         end = root.offset + wanted
         if layout.label == "gpt":
             end += GPT_BACKUP_SECTORS * layout.sector_size
-        os.truncate(image, end)
-        _relocate_gpt_backup(layout)
+        _resize_file(layout, end, wanted // layout.sector_size)
