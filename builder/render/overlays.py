@@ -130,7 +130,7 @@ def render_overlay(templates: Templates, name: str, context: Mapping[str, Any], 
 
 def _render_entry(templates: Templates, name: str, rel: str, key: str, is_dir: bool, attrs: Attributes | None,
                   scope: Mapping[str, Any], source: str) -> ImageFile:
-    parts = [templates.render_text(rel, part, scope) for part in key.split("/")]
+    parts = [templates.render_text(f"{name}/{rel}", part, scope) for part in key.split("/")]
     for part in parts:
         if part in ("", ".", "..") or "/" in part or "\0" in part:
             raise InputError(f"{source}: the name renders to {part!r}, which is not one path component",

@@ -25,8 +25,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 INVENTORY = "etc/clusterbake/inventory.json"
 NODE_TXT = "boot/firmware/node.txt"
@@ -74,8 +76,8 @@ def wanted_name(root: Path) -> str | None:
         text = (root / NODE_TXT).read_text(errors="replace")
     except OSError:
         return None
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             return line.split()[0].lower()
     return None
@@ -88,7 +90,8 @@ def serial_matches(configured: str | None, serial: str | None) -> bool:
     return serial == configured or serial.endswith(configured) or serial.lstrip("0") == configured.lstrip("0")
 
 
-def pick(inventory: dict, wanted: str | None, serial: str | None, macs: list[str]) -> tuple[dict | None, str]:
+def pick(inventory: dict[str, Any], wanted: str | None, serial: str | None,
+         macs: list[str]) -> tuple[dict[str, Any] | None, str]:
     nodes = inventory["nodes"]
     if wanted:
         for node in nodes:
@@ -116,8 +119,6 @@ def write(root: Path, path: str, text: str, mode: int = 0o644, owner: str = "roo
         out.write(text)
     os.chmod(tmp, mode)  # the umask may have taken bits the file should have
     if (owner, group) != ("root", "root") and os.geteuid() == 0:
-        import shutil
-
         shutil.chown(tmp, owner, group)
     os.replace(tmp, target)
 

@@ -1,0 +1,80 @@
+"""A strict reader of the slurm.conf lines clusterbake writes (no slurm binary on the build host).
+
+It knows the keys we use and their value shapes, so a typo or a malformed node line fails here
+rather than in slurmctld on a Pi. The real daemons read the file in the cluster test.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+INT = re.compile(r"^\d+$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+PLUGIN = re.compile(r"^[a-z_]+/[a-z0-9_]+$")
+PATH = re.compile(r"^/[\w./-]+$")
+
+GLOBAL_KEYS: dict[str, re.Pattern[str]] = {
+    "ClusterName": re.compile(r"^[a-z0-9_-]{1,40}$"),
+    "SlurmctldHost": re.compile(r"^[a-z0-9-]+\(\d+\.\d+\.\d+\.\d+\)$"),
+    "AuthType": PLUGIN, "CredType": PLUGIN, "ProctrackType": PLUGIN, "SchedulerType": PLUGIN,
+    "SelectType": PLUGIN, "JobAcctGatherType": PLUGIN, "MpiDefault": re.compile(r"^(none|pmix|pmi2)$"),
+    "TaskPlugin": re.compile(r"^[a-z_]+/[a-z_]+(,[a-z_]+/[a-z_]+)*$"),
+    "SelectTypeParameters": re.compile(r"^CR_(Core|CPU|Socket)(_Memory)?$"),
+    "SlurmUser": NAME, "SlurmctldPort": INT, "SlurmdPort": INT,
+    "StateSaveLocation": PATH, "SlurmdSpoolDir": PATH, "SlurmctldPidFile": PATH, "SlurmdPidFile": PATH,
+    "SlurmctldLogFile": PATH, "SlurmdLogFile": PATH,
+    "SlurmctldDebug": re.compile(r"^(quiet|fatal|error|info|verbose|debug[2-5]?)$"),
+    "SlurmdDebug": re.compile(r"^(quiet|fatal|error|info|verbose|debug[2-5]?)$"),
+    "ReturnToService": re.compile(r"^[012]$"), "SlurmctldTimeout": INT, "SlurmdTimeout": INT,
+    "InactiveLimit": INT, "KillWait": INT, "MinJobAge": INT, "Waittime": INT, "DefMemPerCPU": INT,
+}
+NODE_KEYS: dict[str, re.Pattern[str]] = {
+    "NodeName": NAME, "NodeAddr": re.compile(r"^\d+\.\d+\.\d+\.\d+$"), "CPUs": INT, "RealMemory": INT,
+    "State": re.compile(r"^(UNKNOWN|CLOUD|FUTURE)$"),
+}
+PARTITION_KEYS: dict[str, re.Pattern[str]] = {
+    "PartitionName": NAME, "Nodes": re.compile(r"^[a-z0-9-]+(,[a-z0-9-]+)*$"),
+    "Default": re.compile(r"^(YES|NO)$"), "MaxTime": re.compile(r"^(INFINITE|\d+)$"),
+    "State": re.compile(r"^(UP|DOWN|DRAIN|INACTIVE)$"),
+}
+
+
+@dataclass
+class SlurmConf:
+    settings: dict[str, str] = field(default_factory=dict)
+    nodes: dict[str, dict[str, str]] = field(default_factory=dict)
+    partitions: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def parse(text: str) -> SlurmConf:
+    conf = SlurmConf()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        pairs = [token.split("=", 1) for token in line.split()]
+        assert all(len(p) == 2 and p[1] for p in pairs), f"line {number}: not Key=Value: {raw!r}"
+        key = pairs[0][0]
+        table = NODE_KEYS if key == "NodeName" else PARTITION_KEYS if key == "PartitionName" else GLOBAL_KEYS
+        if table is GLOBAL_KEYS:
+            assert len(pairs) == 1, f"line {number}: one setting per line: {raw!r}"
+        values = {}
+        for k, v in pairs:
+            assert k in table, f"line {number}: unknown key {k!r}"
+            assert table[k].match(v), f"line {number}: bad value {k}={v}"
+            assert k not in values, f"line {number}: {k} twice"
+            values[k] = v
+        if key == "NodeName":
+            assert values["NodeName"] not in conf.nodes, f"line {number}: node defined twice"
+            conf.nodes[values["NodeName"]] = values
+        elif key == "PartitionName":
+            conf.partitions[values["PartitionName"]] = values
+        else:
+            assert key not in conf.settings, f"line {number}: {key} set twice"
+            conf.settings[key] = pairs[0][1]
+    for name, partition in conf.partitions.items():
+        unknown = set(partition["Nodes"].split(",")) - set(conf.nodes)
+        assert not unknown, f"partition {name} names undefined nodes {unknown}"
+    assert sum(p.get("Default") == "YES" for p in conf.partitions.values()) <= 1
+    return conf
