@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from builder.errors import InputError
+from builder.render.lint import claims_of_line
+
 SERIAL_CONSOLES = ("serial0", "ttyAMA0", "ttyAMA10", "ttyS0")
 
 
@@ -23,6 +26,7 @@ def apply_config_txt(text: str, lines: Sequence[str]) -> str:
         elif in_all and line and not line.startswith("#"):
             present.add(line)
     missing = [line for line in dict.fromkeys(s.strip() for s in lines) if line and line not in present]
+    _check_pins(present, missing)
     if not missing:
         return text
     out = text if not text or text.endswith("\n") else text + "\n"
@@ -44,3 +48,15 @@ def apply_cmdline(text: str, *, remove_serial_console: bool, add: Sequence[str] 
 def _is_serial_console(arg: str) -> bool:
     key, _, value = arg.partition("=")
     return key == "console" and value.split(",", 1)[0] in SERIAL_CONSOLES
+
+
+def _check_pins(present: set[str], adding: Sequence[str]) -> None:
+    """The base image's own config.txt may already use a pin we need (someone enabled I2C)."""
+    used = {claim.pin: claim.what for line in sorted(present) for claim in claims_of_line(line, "config.txt")}
+    for line in adding:
+        for claim in claims_of_line(line, "profile"):
+            if claim.pin in used and used[claim.pin] != claim.what:
+                raise InputError(
+                    f"config.txt: {used[claim.pin]!r} (already in the base image for all boards) uses "
+                    f"GPIO{claim.pin}, which {line!r} needs",
+                    hint=f"remove or comment out {used[claim.pin]!r} in the base image's config.txt")

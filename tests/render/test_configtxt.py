@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.errors import InputError
 from builder.render import apply_cmdline, apply_config_txt
 
 REFERENCE = Path("/work/shared/reference/raspios-config.txt")
@@ -70,6 +71,18 @@ def test_line_already_in_force_for_all_is_not_repeated_but_one_in_a_board_sectio
 
 def test_missing_final_newline_is_added_before_appending() -> None:
     assert apply_config_txt("a=1", ["b=2"]) == "a=1\nb=2\n"
+
+
+def test_a_base_image_line_using_a_pin_we_need_is_an_error() -> None:
+    with pytest.raises(InputError) as info:
+        apply_config_txt("dtparam=i2c_arm=on\n[all]\n", LINES)
+    assert info.value.one_line() == (
+        "config.txt: 'dtparam=i2c_arm=on' (already in the base image for all boards) uses GPIO3, which "
+        "'dtoverlay=gpio-shutdown' needs (fix: remove or comment out 'dtparam=i2c_arm=on' in the base image's "
+        "config.txt)")
+    # Commented out, or only for another board: no conflict on ours.
+    assert apply_config_txt("#dtparam=i2c_arm=on\n[cm4]\ndtparam=i2c_arm=on\n", LINES).endswith(
+        "[all]\n" + "".join(f"{line}\n" for line in LINES))
 
 
 CMDLINE = ("console=serial0,115200 console=tty1 root=PARTUUID=1234abcd-02 rootfstype=ext4 fsck.repair=yes "

@@ -213,6 +213,8 @@ def test_sshd_and_host_keys(small: Cluster, reference: Cluster) -> None:
 def test_cloud_init_network_config_is_disabled(small: Cluster) -> None:
     cfg = yaml.safe_load(text(plan(small, node="boss"), "/etc/cloud/cloud.cfg.d/99-clusterbake-network.cfg"))
     assert cfg == {"network": {"config": "disabled"}}
+    hostname = yaml.safe_load(text(plan(small, role="compute"), "/etc/cloud/cloud.cfg.d/99-clusterbake-hostname.cfg"))
+    assert hostname == {"preserve_hostname": True, "manage_etc_hosts": False}
 
 
 def test_pi5_nodes_get_a_warning_about_waking(small: Cluster, caplog: pytest.LogCaptureFixture) -> None:
