@@ -167,6 +167,9 @@ def _entries(top: Path, manifest: Manifest, label: str) -> Iterator[tuple[str, b
                 if not target.is_relative_to(real_top):
                     raise InputError(f"{label}/{rel}: symlink points outside the overlay (to {os.readlink(path)})",
                                      hint="copy the file into the overlay instead")
+                if not target.exists():
+                    raise InputError(f"{label}/{rel}: symlink points nowhere (to {os.readlink(path)})",
+                                     hint="fix or remove the link")
                 if target.is_dir():
                     raise InputError(f"{label}/{rel}: symlinked directories are not supported",
                                      hint="make it a real directory")

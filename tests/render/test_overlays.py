@@ -138,6 +138,9 @@ def test_symlink_pointing_outside_the_overlay_is_refused(tmp_path: Path, small: 
     (dirs[1] / "extra" / "etc" / "evil").unlink()
     os.symlink("../../base/etc/hosts.j2", dirs[1] / "extra" / "etc" / "sneaky")
     assert "overlays/extra/etc/sneaky: symlink points outside the overlay" in failure(small, dirs)
+    (dirs[1] / "extra" / "etc" / "sneaky").unlink()
+    os.symlink("gone", dirs[1] / "extra" / "etc" / "dangling")
+    assert "overlays/extra/etc/dangling: symlink points nowhere (to gone)" in failure(small, dirs)
 
 
 def test_symlink_inside_the_overlay_is_copied(tmp_path: Path, small: Cluster) -> None:
