@@ -166,9 +166,11 @@ def kill_processes_in(path: Path, grace: float = 3.0) -> list[int]:
 def loop_backing_file(device: str) -> str | None:
     """The file behind /dev/loopN, or None when the device is free."""
     try:
-        return (Path("/sys/block") / Path(device).name / "loop" / "backing_file").read_text().strip()
+        text = (Path("/sys/block") / Path(device).name / "loop" / "backing_file").read_text().strip()
     except OSError:
         return None
+    # The kernel marks a backing file that was deleted meanwhile; the device is still ours to detach.
+    return text.removesuffix(" (deleted)")
 
 
 def _live(record: dict[str, Any]) -> bool:

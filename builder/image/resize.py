@@ -114,6 +114,7 @@ def shrink_image(image: Path) -> None:
             run(["resize2fs", "-M", device], label="resize2fs")
             wanted = -(-(_fs_bytes(device) + SHRINK_SLACK) // MIB) * MIB
             if wanted >= root.size:
+                run(["resize2fs", device], label="resize2fs")  # nothing to gain: fill the partition again
                 return
             run(["resize2fs", device, f"{wanted // 1024}K"], label="resize2fs")
         end = root.offset + wanted
