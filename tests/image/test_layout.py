@@ -66,3 +66,23 @@ def test_fstab_mismatch_falls_back_to_types(image: ImageFacts, caplog: pytest.Lo
     assert (layout.boot.number, layout.root.number) == (1, 2)
     assert layout.root.partuuid == "0badcafe-02"
     assert "choosing the partitions by type" in caplog.text
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("fstab", "mountpoint"), [
+    ("LABEL=bootfs /boot/firmware vfat defaults 0 2\nLABEL=rootfs / ext4 defaults 0 1\n", "/boot/firmware"),
+    # Older images mount the boot partition on /boot; UUID= is the third way fstab names them.
+    ("PARTUUID={boot} /boot vfat defaults 0 2\n# comment\nUUID={root_uuid} / ext4 defaults 0 1\n", "/boot"),
+])
+def test_fstab_by_label_uuid_and_old_boot_mountpoint(image: ImageFacts, caplog: pytest.LogCaptureFixture,
+                                                     fstab: str, mountpoint: str) -> None:
+    from builder.image import open_image
+
+    root_uuid = read_layout(image.path).root.uuid
+    with open_image(image.path) as img:
+        img.write_file("/etc/fstab", fstab.format(boot=image.boot_partuuid, root_uuid=root_uuid).encode(),
+                       mode=0o644)
+    with caplog.at_level(logging.WARNING, logger="clusterbake"):
+        layout = read_layout(image.path)
+    assert (layout.boot.number, layout.root.number, layout.boot_mountpoint) == (1, 2, mountpoint)
+    assert "choosing the partitions by type" not in caplog.text
