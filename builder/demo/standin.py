@@ -18,7 +18,7 @@ import os
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from builder.command import output, run
@@ -40,6 +40,8 @@ PACKAGES = (
     "openssh-server",
     "python3",
     "network-manager",
+    # debootstrap resolves no virtual packages: network-manager's default-dbus-system-bus.
+    "dbus",
     "iproute2",
     "ca-certificates",
     "sudo",
@@ -89,7 +91,7 @@ def build_standin(cache: Path) -> Path:
     """
     folder = cache / "standin"
     tarball = build_rootfs_tarball(folder)
-    image_key = recipe_key({"rootfs": tarball.name, "layout": LAYOUT.__dict__})
+    image_key = recipe_key({"rootfs": tarball.name, "layout": asdict(LAYOUT)})
     image = folder / image_key / "standin.img"
     with locked(folder / f"{image_key}.lock"):
         if image.exists():
@@ -99,7 +101,7 @@ def build_standin(cache: Path) -> Path:
             disk_id = secrets.randbits(32) or 1
             raw = _assemble_image(tarball, work, disk_id)
             _write_json(image.parent / "standin.json", {
-                "disk_id": f"{disk_id:08x}", "rootfs": tarball.name, "layout": LAYOUT.__dict__,
+                "disk_id": f"{disk_id:08x}", "rootfs": tarball.name, "layout": asdict(LAYOUT),
                 "built": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             }, work)
             install(raw, image)
@@ -136,11 +138,12 @@ def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
         f"--cache-dir={debs.resolve()}",
         SUITE, root, MIRROR,
     ]
+    saved = logs / "debootstrap-failed.log"
+    saved.unlink(missing_ok=True)
     with step("debootstrap trixie arm64"):
         try:
             run(argv, label="debootstrap", timeout=3 * 3600)
         except CommandFailed as exc:
-            saved = logs / "debootstrap-failed.log"
             detail = root / "debootstrap" / "debootstrap.log"
             if detail.exists():
                 shutil.copyfile(detail, saved)

@@ -1,0 +1,119 @@
+"""Publish the stand-in the way Raspberry Pi publishes Raspberry Pi OS, and serve it.
+
+Beside the compressed image sit its `.sha256` (sha256sum format) and a detached binary
+`.sig` over the `.img.xz`, made with a demo signing key generated once and kept in the
+cache. Served over HTTP on 127.0.0.1, it lets the real acquisition path (download, hash,
+signature against a pinned fingerprint) run with no access to Raspberry Pi's servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.command import run
+from builder.demo.cache_files import install, locked, staging_dir
+from builder.demo.server import serve_directory
+from builder.demo.signing import create_signing_key, export_public_key, sign_detached, stop_agent
+from builder.demo.standin import SUITE, build_standin
+from builder.progress import step
+
+KEY_NAME = "clusterbake demo signing key"
+KEY_FILE = "demo-signing-key.asc"
+MANIFEST = "published.json"
+
+
+@dataclass(frozen=True)
+class PublishedBase:
+    """The published stand-in: compressed image, its checksum file, signature and key."""
+
+    image: Path  # the .img.xz
+    sha256: str  # hex digest of the .img.xz
+    sha256_file: Path
+    signature: Path
+    key_file: Path
+    fingerprint: str  # 40 upper-case hex digits
+
+
+def publish_standin(cache: Path) -> PublishedBase:
+    """Compress, checksum and sign the cached stand-in (once); return what was published."""
+    image = build_standin(cache)
+    folder = image.parent / "published"
+    manifest = folder / MANIFEST
+    with locked(image.parent / "published.lock"):
+        if manifest.exists():
+            return _read_manifest(manifest)
+        gnupghome, fingerprint = demo_signing_key(cache)
+        name = f"{time.strftime('%Y-%m-%d')}-standin-{SUITE}-arm64-lite.img.xz"
+        with step(f"publish the stand-in as {name}"), staging_dir(image.parent) as work:
+            compressed = work / name
+            with step("compress (xz -T0)"), open(compressed, "wb") as out:
+                run(["xz", "-T0", "-c", image], stdout=out, label="xz")
+            digest = _sha256(compressed)
+            (work / f"{name}.sha256").write_text(f"{digest}  {name}\n")
+            sign_detached(gnupghome, fingerprint, compressed, work / f"{name}.sig")
+            export_public_key(gnupghome, fingerprint, work / KEY_FILE)
+            for produced in (name, f"{name}.sha256", f"{name}.sig", KEY_FILE):
+                install(work / produced, folder / produced)
+            # The manifest goes in last: its presence is what says "finished".
+            (work / MANIFEST).write_text(json.dumps({"image": name, "sha256": digest, "fingerprint": fingerprint},
+                                                    indent=2) + "\n")
+            install(work / MANIFEST, manifest)
+        return _read_manifest(manifest)
+
+
+def demo_signing_key(cache: Path) -> tuple[Path, str]:
+    """The demo GNUPGHOME (`cache/demo-key`, 0700) and its key's fingerprint, made once."""
+    home = cache / "demo-key"
+    with locked(cache / "demo-key.lock"):
+        if not (home / "fingerprint").exists():
+            with step("create the demo signing key"), staging_dir(cache) as work:
+                staged = work / "demo-key"
+                staged.mkdir(mode=0o700)
+                fingerprint = create_signing_key(staged, KEY_NAME).upper()
+                (staged / "fingerprint").write_text(fingerprint + "\n")
+                # No agent may keep sockets open in the directory while it is renamed.
+                stop_agent(staged)
+                install(staged, home)
+        return home, (home / "fingerprint").read_text().strip()
+
+
+@contextlib.contextmanager
+def serve_standin(cache: Path) -> Iterator[dict[str, str]]:
+    """Serve the published stand-in on 127.0.0.1; yield a cluster file's `base_image` mapping."""
+    published = publish_standin(cache)
+    with serve_directory(published.image.parent) as server:
+        yield {
+            "url": server.url(published.image.name),
+            "sha256_url": server.url(published.sha256_file.name),
+            "signature_url": server.url(published.signature.name),
+            "signing_key": server.url(published.key_file.name),
+            "fingerprint": published.fingerprint,
+        }
+
+
+def _read_manifest(manifest: Path) -> PublishedBase:
+    data = json.loads(manifest.read_text())
+    folder = manifest.parent
+    name = str(data["image"])
+    return PublishedBase(
+        image=folder / name,
+        sha256=str(data["sha256"]),
+        sha256_file=folder / f"{name}.sha256",
+        signature=folder / f"{name}.sig",
+        key_file=folder / KEY_FILE,
+        fingerprint=str(data["fingerprint"]),
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
