@@ -35,6 +35,44 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]]) -> int:
+    from builder.build import BuildRequest, build_image, plan_build
+    from builder.config import load_cluster
+    from builder.paths import repo_root
+
+    cluster = load_cluster(args.cluster, profiles_dir=repo_root() / "profiles")
+    requests = [BuildRequest(cluster=cluster, role=role, node=node, secrets=not args.no_secrets,
+                             out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
+    for req in requests:  # every request is checked before the first one starts working
+        plan_build(req)
+    for req in requests:
+        print(build_image(req), flush=True)
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    return _build_requests(args, [(args.role, args.node)])
+
+
+def _cmd_images(args: argparse.Namespace) -> int:
+    from builder.config import load_cluster
+
+    cluster = load_cluster(args.cluster)
+    return _build_requests(args, [(role, None) for role in cluster.roles])
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Build the stand-in base (once), serve it on 127.0.0.1, build the example cluster's images from it."""
+    from builder.demo.cluster import demo_cluster_file
+    from builder.demo.publish import serve_standin
+
+    with serve_standin(args.cache) as base_image:
+        args.cluster = demo_cluster_file(args.cluster, base_image, args.cache / "demo" / "cluster.yaml")
+        if args.role or args.node:
+            return _build_requests(args, [(args.role, args.node)])
+        return _cmd_images(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and every command run")
@@ -53,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     command("check", _cmd_check, "validate the cluster file and its profiles")
     fetch = command("fetch", _cmd_fetch, "download, verify and cache the base image; print its path")
     fetch.add_argument("--offline", action="store_true", help="use the cache only; never download")
+
+    def build_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
+        p.add_argument("--no-secrets", action="store_true",
+                       help="bake no munge key (release images: the key goes on the boot partition)")
+        p.add_argument("--offline", action="store_true", help="use the cached base image only")
+
+    build = command("build", _cmd_build, "build one role's image, or one node's; print its path last")
+    target = build.add_mutually_exclusive_group(required=True)
+    target.add_argument("--role", help="a role of the cluster file: one image for all its nodes")
+    target.add_argument("--node", help="a node of the cluster file: its identity baked in")
+    build_options(build)
+    build_options(command("images", _cmd_images, "build one image per role used in the cluster file"))
+    demo = command("demo", _cmd_demo, "offline demo: build the example cluster's images from a local stand-in base")
+    only = demo.add_mutually_exclusive_group()
+    only.add_argument("--role", help="build only this role's image")
+    only.add_argument("--node", help="build only this node's image")
+    build_options(demo)
     return parser
 
 

@@ -41,6 +41,14 @@ TOOL_PACKAGES = {
     "qemu-aarch64-static": "qemu-user-static",
     "debootstrap": "debootstrap",
     "bmaptool": "bmap-tools",
+    "blkid": "util-linux",
+    "dumpe2fs": "e2fsprogs",
+    "mount": "mount",
+    "umount": "mount",
+    "mrd": "mtools",
+    "chroot": "coreutils",
+    "sync": "coreutils",
+    "cp": "coreutils",
 }
 
 STDERR_TAIL_LINES = 12

@@ -21,8 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import output, run
-from builder.demo.cache_files import install, locked, recipe_key, staging_dir
 from builder.errors import CommandFailed, EnvironmentProblem
 from builder.progress import step
 

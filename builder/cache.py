@@ -1,4 +1,4 @@
-"""How the demo artefacts enter the cache: keyed by their inputs, locked, renamed into place.
+"""How built artefacts enter the cache: keyed by their inputs, locked, renamed into place.
 
 Two builders may run at once (two test sessions, `make demo` next to `make test`), and a
 build may be killed at any moment. So every entry is made in a private staging directory

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.demo.cache_files import mounts_under, recipe_key, remove_stale_staging, staging_dir
+from builder.cache import mounts_under, recipe_key, remove_stale_staging, staging_dir
 
 
 def test_recipe_key_ignores_order_but_not_content() -> None:

@@ -1,0 +1,1 @@
+"""Provision an open image: packages (cached role base), accounts, services, rendered files."""

@@ -1,0 +1,41 @@
+"""Put the rendered plan into the image: root files by name-resolved owner, removals, boot edits."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+
+from builder.image import OpenImage
+from builder.render import ImageFile, RenderPlan, apply_cmdline, apply_config_txt
+
+
+def write_files(img: OpenImage, files: Sequence[ImageFile]) -> None:
+    """Directories and files in path order, so a directory's mode is set before its contents land."""
+    for f in files:
+        if f.directory:
+            img.make_dir(f.path, mode=f.mode, owner=f.owner, group=f.group)
+        else:
+            img.write_file(f.path, f.data, mode=f.mode, owner=f.owner, group=f.group)
+
+
+def remove_paths(img: OpenImage, patterns: Sequence[str]) -> None:
+    """Delete files matching absolute globs (only the last component may hold wildcards)."""
+    for pattern in patterns:
+        parent, _, name = pattern.rpartition("/")
+        if not img.exists(parent or "/"):
+            continue
+        for entry in img.resolve(parent or "/").iterdir():
+            if fnmatch.fnmatchcase(entry.name, name) and not entry.is_dir():
+                img.remove(f"{parent}/{entry.name}")
+
+
+def apply_boot_edits(img: OpenImage, plan: RenderPlan) -> None:
+    """config.txt lines into [all], the serial console out of cmdline.txt, extra boot files."""
+    boot = img.boot
+    config = boot.read("config.txt").decode()
+    boot.write("config.txt", apply_config_txt(config, plan.config_txt_lines).encode())
+    cmdline = boot.read("cmdline.txt").decode()
+    boot.write("cmdline.txt", apply_cmdline(cmdline, remove_serial_console=plan.remove_serial_console,
+                                            add=plan.cmdline_args).encode())
+    for name, data in plan.boot_files:
+        boot.write(name, data)
