@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-static \
 	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates
 
-.PHONY: deps system-deps venv check fetch image images demo test cluster-test bench lint clean
+.PHONY: deps system-deps venv check fetch image images demo test cluster-test release verify-release flash bench lint clean
 
 deps: system-deps venv
 
@@ -57,6 +57,28 @@ demo: deps
 
 test: deps
 	$(PY) -m pytest $(ARGS)
+
+# The proof: boot the controller, time server and compute images of a 4-node test cluster in
+# network namespaces and run srun across them (also part of `make test`).
+cluster-test: deps
+	$(PY) -m pytest tests/cluster -s $(ARGS)
+
+# Release artefacts in dist/: xz images, bmaps, SHA256SUMS(.asc), os_list.json, manifests.
+RELEASE_KEY ?=
+release: deps
+	$(PY) -m builder release --cluster $(CLUSTER) --key "$(RELEASE_KEY)" $(ARGS)
+
+verify-release: deps
+	$(PY) -m builder verify-release $(ARGS)
+
+IMAGE ?=
+DEVICE ?=
+flash: deps
+	$(PY) -m builder flash "$(IMAGE)" "$(DEVICE)" $(ARGS)
+
+# Timings and peak memory of each pipeline step, cold and warm caches.
+bench: deps
+	$(PY) -m builder.bench $(ARGS)
 
 lint: venv
 	$(PY) -m pytest tests/test_linters.py
