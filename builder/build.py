@@ -7,6 +7,7 @@ the rendered files, accounts and services (seconds). Changing a template only re
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +45,20 @@ class BuildRequest:
         return self.node or self.role or "?"
 
 
+def profiles_dir() -> Path:
+    """The role profiles: $CLUSTERBAKE_PROFILES, else the repository's profiles/."""
+    return Path(os.environ.get("CLUSTERBAKE_PROFILES") or repo_root() / "profiles")
+
+
+def overlays_dir() -> Path:
+    """The overlay trees: $CLUSTERBAKE_OVERLAYS, else the repository's overlays/."""
+    return Path(os.environ.get("CLUSTERBAKE_OVERLAYS") or repo_root() / "overlays")
+
+
 def plan_build(req: BuildRequest) -> RenderPlan:
     """Everything that can be checked without touching an image: fails in seconds on bad input."""
-    root = repo_root()
     return render_plan(req.cluster, role=req.role, node=req.node, secrets=req.secrets,
-                       profiles_dir=root / "profiles", overlays_dir=root / "overlays")
+                       profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
 
 
 def build_image(req: BuildRequest) -> Path:

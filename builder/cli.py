@@ -27,20 +27,22 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """The cluster file, and every role's plan rendered (profiles, GPIO, templates): seconds, no image."""
+    from builder.build import BuildRequest, plan_build, profiles_dir
     from builder.config import load_cluster
-    from builder.paths import repo_root
 
-    cluster = load_cluster(args.cluster, profiles_dir=repo_root() / "profiles")
+    cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
+    for role in cluster.roles:  # secrets=False: checking must not create the cluster's munge key
+        plan_build(BuildRequest(cluster=cluster, role=role, secrets=False))
     print(f"{cluster.source}: {len(cluster.nodes)} nodes, roles {', '.join(cluster.roles)}: ok")
     return 0
 
 
 def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]]) -> int:
-    from builder.build import BuildRequest, build_image, plan_build
+    from builder.build import BuildRequest, build_image, plan_build, profiles_dir
     from builder.config import load_cluster
-    from builder.paths import repo_root
 
-    cluster = load_cluster(args.cluster, profiles_dir=repo_root() / "profiles")
+    cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
     requests = [BuildRequest(cluster=cluster, role=role, node=node, secrets=not args.no_secrets,
                              out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
     for req in requests:  # every request is checked before the first one starts working
