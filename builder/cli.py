@@ -75,6 +75,47 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _cmd_images(args)
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    """Every role image without secrets into dist/: xz, bmap, manifests, os_list.json, signed SHA256SUMS."""
+    from builder.config import load_cluster
+    from builder.paths import repo_root
+    from builder.publish import ReleaseRequest, make_release
+    from builder.publish.signing import release_signer
+
+    def release(cluster_file: Path) -> int:
+        cluster = load_cluster(cluster_file, profiles_dir=repo_root() / "profiles")
+        print(make_release(ReleaseRequest(cluster=cluster, key=args.key, dist=args.dist, cache=args.cache,
+                                          offline=args.offline, fast=args.fast, zstd=args.zstd,
+                                          base_url=args.base_url)), flush=True)
+        return 0
+
+    if not args.demo:
+        return release(args.cluster)
+    from builder.demo.cluster import demo_cluster_file
+    from builder.demo.publish import serve_standin
+
+    release_signer(args.key)  # fail on a missing key before the stand-in is made or served
+    with serve_standin(args.cache) as base_image:
+        return release(demo_cluster_file(args.cluster, base_image, args.cache / "demo" / "cluster.yaml"))
+
+
+def _cmd_verify_release(args: argparse.Namespace) -> int:
+    from builder.publish import verify_release
+
+    names = verify_release(args.dist, key_file=args.key_file, fingerprint=args.key or None, deep=not args.quick)
+    print(f"{args.dist}: good signature; {len(names)} files match SHA256SUMS; os_list.json agrees")
+    return 0
+
+
+def _cmd_flash(args: argparse.Namespace) -> int:
+    from builder.flash import flash, parse_size
+
+    device = flash(args.image, args.device, max_size=parse_size(args.max_size), force=args.force, yes=args.yes,
+                   bmap=args.bmap, use_bmap=not args.no_bmap)
+    print(f"{args.image} written to {device.describe()} and read back: identical")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and every command run")
@@ -111,6 +152,31 @@ def build_parser() -> argparse.ArgumentParser:
     only.add_argument("--role", help="build only this role's image")
     only.add_argument("--node", help="build only this node's image")
     build_options(demo)
+    release = command("release", _cmd_release,
+                      "build every role image without secrets and publish it to dist/ with signed sums")
+    release.add_argument("--key", default="", help="fingerprint of the signing key in $GNUPGHOME (RELEASE_KEY)")
+    release.add_argument("--dist", type=Path, default=Path("dist"), help="release directory (default: dist)")
+    release.add_argument("--offline", action="store_true", help="use the cached base image only")
+    release.add_argument("--fast", action="store_true", help="xz -1 instead of -6: bigger files, much faster")
+    release.add_argument("--zstd", action="store_true", help="also write .img.zst images")
+    release.add_argument("--base-url", help="URL the files will be downloaded from, for os_list.json "
+                                            "(default: file:// URLs of --dist)")
+    release.add_argument("--demo", action="store_true", help="from the offline stand-in base (see `demo`)")
+    verify = command("verify-release", _cmd_verify_release,
+                     "check a release: gpg --verify SHA256SUMS.asc, sha256sum -c, os_list.json")
+    verify.add_argument("--dist", type=Path, default=Path("dist"), help="release directory (default: dist)")
+    verify.add_argument("--key", default="", help="require this signing key fingerprint (RELEASE_KEY)")
+    verify.add_argument("--key-file", type=Path, help="the release's public key (default: your gpg keyring)")
+    verify.add_argument("--quick", action="store_true", help="skip decompressing the images")
+    flash = command("flash", _cmd_flash, "write an image to an SD card (only mapped blocks with a .bmap) "
+                                         "and read it back")
+    flash.add_argument("image", type=Path, help=".img, .img.xz or .img.zst")
+    flash.add_argument("device", type=Path, help="the whole card, e.g. /dev/sdb or /dev/mmcblk0")
+    flash.add_argument("--yes", action="store_true", help="do not ask (scripts); without it a terminal is needed")
+    flash.add_argument("--max-size", default="256G", help="refuse larger devices (default: 256G)")
+    flash.add_argument("--force", action="store_true", help="write to a device larger than --max-size")
+    flash.add_argument("--bmap", type=Path, help="block map (default: <image>.bmap beside the image)")
+    flash.add_argument("--no-bmap", action="store_true", help="write every byte, ignoring any block map")
     return parser
 
 

@@ -1,0 +1,91 @@
+"""Make a release image's file tree the same from build to build (SOURCE_DATE_EPOCH).
+
+What differs between two builds from the same inputs is, after inspection, all churn from
+running package scripts and tools at a given time, none of it needed on the card:
+  - logs of the build itself (apt, dpkg, alternatives, anything under /var/log): removed,
+    the directories stay, so services find them;
+  - caches rebuilt on first use (ldconfig's aux-cache, apt's pkgcache.bin, debconf's
+    *-old backups, dpkg's *-old backups, python's __pycache__ made by postinst scripts);
+  - the day of the last password change in /etc/shadow (useradd and the system users that
+    package scripts add write today's date): set to SOURCE_DATE_EPOCH's day.
+The scrub runs on every release image; ordinary builds keep their logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from builder.errors import InputError
+from builder.image import OpenImage
+
+log = logging.getLogger("clusterbake")
+
+# Files (globs, relative to the root) whose content is a record of when the build ran.
+CHURN = (
+    "var/cache/ldconfig/aux-cache",
+    "var/cache/apt/*.bin",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
+    "etc/*-",
+)
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH (https://reproducible-builds.org/specs/source-date-epoch/), else now."""
+    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return int(time.time())
+    if not text.isdigit():
+        raise InputError(f"SOURCE_DATE_EPOCH={text!r} is not a number of seconds since 1970",
+                         hint="export SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)")
+    return int(text)
+
+
+def make_reproducible(img: OpenImage, epoch: int) -> None:
+    root = img.root
+    removed = 0
+    for pattern in CHURN:
+        for path in root.glob(pattern):
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+    removed += _empty_logs(root / "var" / "log")
+    for cache in sorted(root.glob("usr/**/__pycache__")):
+        if cache.is_dir() and not cache.is_symlink():
+            shutil.rmtree(cache)
+            removed += 1
+    _pin_shadow_dates(img, epoch // 86400)
+    log.info("  removed %d build-time records (logs, caches)", removed)
+
+
+def _empty_logs(log_dir: Path) -> int:
+    removed = 0
+    if not log_dir.is_dir() or log_dir.is_symlink():
+        return 0
+    for directory, _dirs, files in os.walk(log_dir):
+        for name in files:
+            path = Path(directory) / name
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _pin_shadow_dates(img: OpenImage, day: int) -> None:
+    """Field 3 of /etc/shadow: days since 1970 of the last password change; made by the build's clock."""
+    if not img.exists("/etc/shadow"):
+        return
+    info = img.resolve("/etc/shadow").stat()
+    lines = []
+    for line in img.read_file("/etc/shadow").decode().splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            fields[2] = str(day)
+        lines.append(":".join(fields))
+    img.resolve("/etc/shadow").write_text("\n".join(lines) + "\n")
+    os.chown(img.resolve("/etc/shadow"), info.st_uid, info.st_gid)
+    os.chmod(img.resolve("/etc/shadow"), info.st_mode & 0o7777)
