@@ -1,10 +1,11 @@
-"""How built artefacts enter the cache: keyed by their inputs, locked, renamed into place.
+"""How artefacts enter the cache: keyed by their inputs, locked, renamed into place.
 
 Two builders may run at once (two test sessions, `make demo` next to `make test`), and a
 build may be killed at any moment. So every entry is made in a private staging directory
-under an fcntl lock and renamed into place only when complete: a file at its final name is
-always a finished one. Staging directories carry the builder's pid, so the next builder can
-tell a dead builder's leftovers (including mounts debootstrap made) from a live one's.
+(or a temporary file) under an fcntl lock and renamed into place only when complete and
+fsync'd: a file at its final name is always a finished one, even after a crash. Staging
+directories carry the builder's pid, so the next builder can tell a dead builder's leftovers
+(including mounts debootstrap made) from a live one's.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import json
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem
+from builder.image.leftovers import kill_processes_in, mounts_under
 
-log = logging.getLogger("clusterbake.demo")
+log = logging.getLogger("clusterbake.cache")
 
 STAGING_PREFIX = "staging-"
 
@@ -35,12 +36,27 @@ def recipe_key(recipe: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def make_dirs(path: Path) -> Path:
+    """Create a cache directory (and its parents); a read-only cache is one clear error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{path}: cannot create the cache directory: {exc.strerror}",
+                                 hint="set CLUSTERBAKE_CACHE (or --cache) to a writable directory") from None
+    return path
+
+
 @contextlib.contextmanager
 def locked(lock_file: Path) -> Iterator[None]:
     """Hold an exclusive fcntl lock on `lock_file` (created if absent) for the block."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(lock_file.parent)
+    # The lock file stays afterwards: deleting it would let a waiter lock an unlinked inode.
     with open(lock_file, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("    another clusterbake holds %s; waiting for it", lock_file)
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -48,22 +64,38 @@ def locked(lock_file: Path) -> Iterator[None]:
 
 
 def install(source: Path, dest: Path) -> None:
-    """Move a finished file or directory to its final name in one atomic rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Rename a finished file or directory to `dest`: after a crash, `dest` is whole or absent.
+
+    A file's data is fsync'd before the rename and the directory entry after it; without the
+    first, a crash could leave `dest` complete in name but empty in content.
+    """
+    make_dirs(dest.parent)
     if source.is_file():
         with open(source, "rb") as handle:
             os.fsync(handle.fileno())
     os.replace(source, dest)
+    _fsync_dir(dest.parent)
+
+
+def write_atomically(dest: Path, data: bytes) -> None:
+    """Write a small file by temporary file and `install`."""
+    make_dirs(dest.parent)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        install(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def staging_dir(parent: Path) -> Iterator[Path]:
-    """A private work directory under `parent`, removed (mounts and processes first) on exit.
+    """A private work directory under `parent`, removed (processes and mounts first) on exit.
 
     It lives next to the cache rather than in /tmp so that the final rename stays on one
     filesystem, and /tmp may be too small for a root filesystem.
     """
-    parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(parent)
     remove_stale_staging(parent)
     work = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
     try:
@@ -87,8 +119,8 @@ def remove_staging(work: Path) -> None:
     The order matters: shutil.rmtree would descend into a leftover bind mount of /dev or
     /proc and delete the host's files, so it runs only once nothing is mounted below.
     """
-    _kill_processes_rooted_in(work)
-    for mount_point in sorted(mounts_under(work), key=lambda p: len(p.parts), reverse=True):
+    kill_processes_in(work)
+    for mount_point in reversed(mounts_under(work)):
         run(["umount", "--lazy", mount_point], label="umount")
     left = mounts_under(work)
     if left:
@@ -99,34 +131,6 @@ def remove_staging(work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def mounts_under(directory: Path) -> list[Path]:
-    """Mount points at or below `directory`, from /proc/mounts."""
-    base = os.path.realpath(directory)
-    found = []
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            # /proc/mounts escapes blanks in paths as octal (\040).
-            point = line.split()[1].encode().decode("unicode_escape")
-            if point == base or point.startswith(base + "/"):
-                found.append(Path(point))
-    return found
-
-
-def _kill_processes_rooted_in(directory: Path) -> None:
-    base = os.path.realpath(directory)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            root = os.readlink(proc / "root")
-        except OSError:
-            continue
-        if root == base or root.startswith(base + "/"):
-            log.info("killing process %s left running in %s", proc.name, base)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -135,3 +139,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

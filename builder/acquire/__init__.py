@@ -16,12 +16,13 @@ from pathlib import Path
 
 import requests
 
-from builder.acquire.cache import ImageCache, move_into_place, write_atomically
+from builder.acquire.cache import ImageCache
 from builder.acquire.checksum import expected_sha256, sha256_file
 from builder.acquire.decompress import compression_of, decompress
 from builder.acquire.download import Downloader
 from builder.acquire.signature import PinnedKeyring, pinned_keyring
 from builder.acquire.sources import Source, resolve
+from builder.cache import install, write_atomically
 from builder.config.model import BaseImage
 from builder.errors import InputError, VerificationError
 from builder.progress import step
@@ -170,7 +171,7 @@ def _raw_image(store: ImageCache, sha256: str, archive: Path, suffix: str, image
     tmp = store.raw_partial(sha256)
     try:
         decompress(archive, tmp, compression_of(archive.name), origin=image.where)
-        move_into_place(tmp, raw)
+        install(tmp, raw)
     except VerificationError:
         store.forget(sha256, suffix)
         raise

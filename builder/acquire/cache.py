@@ -15,17 +15,11 @@ kill at any point leaves nothing that a later run would mistake for verified.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import logging
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import EnvironmentProblem
-
-log = logging.getLogger("clusterbake.acquire")
+from builder.cache import install, locked, write_atomically
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ class ImageCache:
         """Move a verified download into images/; returns its new path."""
         write_atomically(self.trust_record(sha256), fingerprint.encode() + b"\n")
         dest = self.archive(sha256, suffix)
-        move_into_place(verified, dest)
+        install(verified, dest)
         return dest
 
     def forget(self, sha256: str, suffix: str) -> None:
@@ -72,55 +66,6 @@ class ImageCache:
         for path in (self.raw(sha256), self.archive(sha256, suffix), self.trust_record(sha256)):
             path.unlink(missing_ok=True)
 
-    @contextlib.contextmanager
-    def locked(self, sha256: str) -> Iterator[None]:
+    def locked(self, sha256: str) -> contextlib.AbstractContextManager[None]:
         """Hold the lock for one image, so concurrent fetches of it take turns."""
-        path = self.root / "locks" / f"{sha256}.lock"
-        _make_dirs(path.parent)
-        # The lock file stays: deleting it would let a waiter lock an unlinked inode.
-        with path.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("    another clusterbake is fetching this image; waiting for it")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def move_into_place(source: Path, dest: Path) -> None:
-    """fsync `source`, then rename it to `dest`: after a crash, `dest` is whole or absent."""
-    _make_dirs(dest.parent)
-    with source.open("rb") as f:
-        os.fsync(f.fileno())
-    source.replace(dest)
-    _fsync_dir(dest.parent)
-
-
-def write_atomically(dest: Path, data: bytes) -> None:
-    """Write a small file by temp file and rename."""
-    _make_dirs(dest.parent)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        move_into_place(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _make_dirs(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EnvironmentProblem(f"{path}: cannot create the cache directory: {exc.strerror}",
-                                 hint="set CLUSTERBAKE_CACHE (or --cache) to a writable directory") from None
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return locked(self.root / "locks" / f"{sha256}.lock")

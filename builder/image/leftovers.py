@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ log = logging.getLogger("clusterbake.image")
 STATE_DIR = Path("/run/clusterbake")
 _HELD = {signal.SIGINT, signal.SIGTERM}
 _scratch_counter = 0
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 @contextlib.contextmanager
@@ -112,7 +114,7 @@ def scratch_dir(purpose: str) -> Iterator[Path]:
 
 def _remove_tree_if_unmounted(path: Path) -> None:
     """Remove a scratch directory, never descending into anything still mounted below it."""
-    if any(m == path or path in m.parents for m in mount_points()):
+    if mounts_under(path):
         log.warning("%s: still mounted; left in place", path)
         return
     if path.is_dir():
@@ -122,16 +124,25 @@ def _remove_tree_if_unmounted(path: Path) -> None:
 def mount_points() -> list[Path]:
     """Mount points in mount order (later ones may sit on top of earlier ones)."""
     points = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 1:
-            # /proc/mounts escapes spaces and a few other bytes as octal.
-            points.append(Path(fields[1].encode().decode("unicode_escape")))
+    with open("/proc/self/mounts", "rb") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 1:
+                # /proc/mounts escapes blanks, tabs, newlines and backslashes in paths as octal (\040).
+                raw = _OCTAL_ESCAPE.sub(lambda m: bytes([int(m[1], 8)]), fields[1])
+                points.append(Path(os.fsdecode(raw)))
     return points
+
+
+def mounts_under(path: Path) -> list[Path]:
+    """Mount points at or below `path` (symlinks resolved), in mount order."""
+    base = Path(os.path.realpath(path))
+    return [point for point in mount_points() if _is_at_or_below(point, base)]
 
 
 def processes_rooted_in(path: Path) -> list[int]:
     """Processes whose root directory is `path` or below it: chrooted commands left running."""
+    base = Path(os.path.realpath(path))
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -140,9 +151,13 @@ def processes_rooted_in(path: Path) -> list[int]:
             root = Path(os.readlink(entry / "root"))
         except OSError:
             continue
-        if root == path or path in root.parents:
+        if _is_at_or_below(root, base):
             found.append(int(entry.name))
     return found
+
+
+def _is_at_or_below(path: Path, base: Path) -> bool:
+    return path == base or base in path.parents
 
 
 def kill_processes_in(path: Path, grace: float = 3.0) -> list[int]:
@@ -206,7 +221,7 @@ def _release_entries(entries: list[dict[str, str]], *, source: Path) -> list[str
         done += [f"killed process {pid} chrooted in {mount}" for pid in kill_processes_in(mount)]
     # Unmount everything at or below a recorded mount point, most recent first.
     for point in reversed(mount_points()):
-        if any(point == m or m in point.parents for m in recorded_mounts):
+        if any(_is_at_or_below(point, m) for m in recorded_mounts):
             if run(["umount", point], label="umount", check=False).returncode == 0:
                 done.append(f"unmounted {point}")
             else:
@@ -222,7 +237,7 @@ def _release_entries(entries: list[dict[str, str]], *, source: Path) -> list[str
             Path(value).unlink()
             done.append(f"removed partial output {value}")
         elif kind == "dir" and Path(value).is_dir():
-            if any(p == Path(value) or Path(value) in p.parents for p in mount_points()):
+            if mounts_under(Path(value)):
                 failed.append(f"umount --recursive {value}")
             else:
                 run(["rm", "-rf", "--one-file-system", "--", value], label="rm")
