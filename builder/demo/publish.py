@@ -9,13 +9,13 @@ signature against a pinned fingerprint) run with no access to Raspberry Pi's ser
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.acquire.checksum import sha256_file
 from builder.cache import install, locked, staging_dir
 from builder.command import run
 from builder.demo.server import serve_directory
@@ -54,7 +54,7 @@ def publish_standin(cache: Path) -> PublishedBase:
             compressed = work / name
             with step("compress (xz -T0)"), open(compressed, "wb") as out:
                 run(["xz", "-T0", "-c", image], stdout=out, label="xz")
-            digest = _sha256(compressed)
+            digest = sha256_file(compressed)
             (work / f"{name}.sha256").write_text(f"{digest}  {name}\n")
             sign_detached(gnupghome, fingerprint, compressed, work / f"{name}.sig")
             export_public_key(gnupghome, fingerprint, work / KEY_FILE)
@@ -110,10 +110,3 @@ def _read_manifest(manifest: Path) -> PublishedBase:
         fingerprint=str(data["fingerprint"]),
     )
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

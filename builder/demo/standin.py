@@ -24,6 +24,7 @@ from pathlib import Path
 from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import output, run
 from builder.errors import CommandFailed, EnvironmentProblem
+from builder.image.chroot import ensure_emulation
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.demo")
@@ -129,7 +130,7 @@ def build_rootfs_tarball(folder: Path) -> Path:
 
 def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
     """debootstrap arm64 into `root`; its second stage runs under qemu-user via binfmt_misc."""
-    ensure_qemu_binfmt()
+    ensure_emulation("arm64")
     debs.mkdir(parents=True, exist_ok=True)
     argv: list[str | os.PathLike[str]] = [
         "debootstrap", "--arch=arm64", f"--variant={ROOTFS_RECIPE['variant']}",
@@ -148,31 +149,6 @@ def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
             if detail.exists():
                 shutil.copyfile(detail, saved)
             raise CommandFailed(exc.message, hint=f"see {saved} for debootstrap's own log") from exc
-
-
-def ensure_qemu_binfmt() -> None:
-    """Make sure arm64 binaries run here through qemu-user with the fix-binary (F) flag.
-
-    With F the kernel opens the interpreter when it is registered, so the chroot needs no
-    copy of qemu inside it.
-    """
-    binfmt = Path("/proc/sys/fs/binfmt_misc")
-    if not (binfmt / "register").exists():
-        run(["mount", "-t", "binfmt_misc", "binfmt_misc", binfmt], label="mount binfmt_misc")
-    entry = binfmt / "qemu-aarch64"
-    if not entry.exists():
-        conf = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
-        if not conf.exists():
-            raise EnvironmentProblem("qemu-aarch64 is not registered in binfmt_misc and no "
-                                     f"{conf} exists", hint="apt-get install qemu-user-static")
-        (binfmt / "register").write_text(conf.read_text().strip())
-    flags = [line for line in entry.read_text().splitlines() if line.startswith("flags:")]
-    if not flags or "F" not in flags[0]:
-        raise EnvironmentProblem(
-            "qemu-aarch64 is registered in binfmt_misc without the F (fix-binary) flag",
-            hint="echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64, then re-register from "
-                 "/usr/lib/binfmt.d/qemu-aarch64.conf",
-        )
 
 
 def _make_like_raspios(root: Path) -> None:
