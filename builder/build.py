@@ -103,8 +103,9 @@ def ensure_role_base(base: Path, plan: RenderPlan, cache: Path) -> Path:
             copy_sparse(base, tmp)
             if plan.grow_mib:
                 grow_image(tmp, plan.grow_mib << 20)
-            with open_image(tmp) as img, img.chroot() as chroot:
-                install_packages(img, chroot, plan.packages)
+            apt_cache = cache / "apt-archives"
+            with open_image(tmp) as img, img.chroot(apt_cache=apt_cache) as chroot:
+                install_packages(img, chroot, plan.packages, archive_lock=apt_cache.with_name("apt-archives.lock"))
             install(tmp, path)
     return path
 
