@@ -1,0 +1,27 @@
+"""A release signing key in a private GNUPGHOME, made with builder.demo.signing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from builder.demo.signing import create_signing_key, export_public_key, temporary_gnupghome
+
+
+@dataclass(frozen=True)
+class ReleaseKey:
+    gnupghome: Path
+    fingerprint: str
+    public_key: Path
+
+
+@pytest.fixture(scope="session")
+def release_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseKey]:
+    with temporary_gnupghome() as home:
+        fingerprint = create_signing_key(home, "clusterbake test release key").upper()
+        public = tmp_path_factory.mktemp("release-key") / "release-key.asc"
+        export_public_key(home, fingerprint, public)
+        yield ReleaseKey(home, fingerprint, public)
