@@ -1,0 +1,83 @@
+"""Issue item 1: the power button and the time server's UART/PPS, read from the produced boot partitions."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.build import BuildRequest, plan_build
+from builder.config import load_cluster
+from builder.image import open_image
+from builder.provision.files import apply_boot_edits
+from tests.build.conftest import Lab
+from tests.build.inspect import ImageReader, config_sections, sh
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
+SERIAL = ("console=serial0", "console=ttyAMA0", "console=ttyS0", "console=ttyAMA10")
+
+
+def _all_lines(reader: ImageReader) -> list[str]:
+    return [line for section, line in config_sections(reader.boot_text("config.txt")) if section == "[all]"]
+
+
+def test_every_image_has_the_power_button_for_all_boards_and_keeps_the_base_lines(lab: Lab,
+                                                                                  standin_image: Path) -> None:
+    base = ImageReader(standin_image).boot_text("config.txt")
+    for image in lab.all:
+        config = image.boot_text("config.txt")
+        assert config.startswith(base), f"{image.path.name}: the base image's config.txt lines must stay as they were"
+        assert _all_lines(image).count("dtoverlay=gpio-shutdown") == 1, image.path.name
+        assert config.count("gpio-shutdown") == 1
+
+
+def test_only_the_time_server_gets_the_uart_and_pps_and_loses_its_serial_console(lab: Lab,
+                                                                                 standin_image: Path) -> None:
+    base_cmdline = ImageReader(standin_image).boot_text("cmdline.txt").split()
+    assert any(a.startswith(SERIAL) for a in base_cmdline), "the base must have a serial console to remove"
+    gps = lab.roles["timeserver"]
+    lines = _all_lines(gps)
+    assert "enable_uart=1" in lines and "dtoverlay=pps-gpio,gpiopin=18" in lines
+    cmdline = gps.boot_text("cmdline.txt")
+    assert cmdline.count("\n") == 1
+    args = cmdline.split()
+    assert not any(a.startswith(SERIAL) for a in args)
+    assert "console=tty1" in args and [a for a in args if a.startswith("root=")] == \
+        [a for a in base_cmdline if a.startswith("root=")]
+    for image in (lab.roles["compute"], lab.roles["controller"], lab.node):
+        assert "pps-gpio" not in image.boot_text("config.txt")
+        assert "enable_uart=1" not in _all_lines(image)
+        assert image.boot_text("cmdline.txt").split()[0] == base_cmdline[0], "others keep their serial console"
+
+
+@pytest.mark.parametrize("ending", ["[cm5]\ndtoverlay=dwc2,dr_mode=host\n", "[pi4]\narm_boost=1"])
+def test_lines_land_in_all_when_the_file_ends_in_a_board_section_and_twice_adds_nothing(
+        lab: Lab, tmp_path: Path, ending: str) -> None:
+    """A user's config.txt may end inside [cm5] or [pi4] (without a final newline, even): the build's
+    boot step, run on a copy of the produced time-server image, must close that section first."""
+    copy = tmp_path / "gps.img"
+    subprocess.run(["cp", "--sparse=always", lab.roles["timeserver"].path, copy], check=True)
+    reader = ImageReader(copy)
+    ours = ("dtoverlay=gpio-shutdown", "enable_uart=1", "dtoverlay=pps-gpio,gpiopin=18")
+    kept = [line for line in reader.boot_text("config.txt").splitlines() if line not in ours]
+    while kept and kept[-1].strip() in ("", "[all]"):
+        kept.pop()
+    user_config = "\n".join(kept) + "\n\n" + ending
+    (tmp_path / "config.txt").write_text(user_config)
+    sh("mcopy", "-o", "-i", f"{copy}@@{reader.boot_offset}", tmp_path / "config.txt", "::config.txt")
+
+    plan = plan_build(BuildRequest(cluster=load_cluster(lab.cluster_file), role="timeserver"))
+    for _ in range(2):
+        with open_image(copy) as img:
+            apply_boot_edits(img, plan)
+
+    config = reader.boot_text("config.txt")
+    assert config.startswith(user_config), "the user's lines stay, in place"
+    sections = config_sections(config)
+    board = ending.split("]")[0] + "]"
+    assert sections[-1][0] == "[all]" and (board, ending.splitlines()[1]) in sections
+    for line in ours:
+        assert [s for s, text in sections if text == line] == ["[all]"], line
+    assert reader.boot_text("cmdline.txt").count("\n") == 1

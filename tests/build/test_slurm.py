@@ -1,0 +1,73 @@
+"""Issue item 5: Slurm's configuration, identical in every image, and the right daemon per role."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.build.conftest import NODES, Lab
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+
+# Slurm's own keys are case-insensitive; these tests compare them as written by the template.
+
+
+def _settings(text: str) -> list[tuple[str, str]]:
+    out = []
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            key, sep, value = line.partition("=")
+            assert sep, f"not KEY=VALUE: {raw!r}"
+            out.append((key, value))
+    return out
+
+
+def test_slurm_conf_and_cgroup_conf_are_the_same_bytes_in_every_image(lab: Lab) -> None:
+    for name in ("/etc/slurm/slurm.conf", "/etc/slurm/cgroup.conf"):
+        copies = {image.path.name: image.read(name) for image in lab.all}
+        assert len(set(copies.values())) == 1, f"{name} differs between images: {sorted(copies)}"
+        for image in lab.all:
+            info = image.stat(name)
+            assert info is not None and info.mode == 0o644 and info.uid == 0
+
+
+def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: Lab) -> None:
+    text = lab.roles["compute"].text("/etc/slurm/slurm.conf")
+    settings = _settings(text)
+    single = {k: v for k, v in settings if k not in ("NodeName", "PartitionName")}
+    assert single["ClusterName"] == "rolelab"
+    assert single["SlurmctldHost"] == "head(10.9.0.10)"
+    assert single["SelectType"] == "select/cons_tres"
+    assert single["AuthType"] == "auth/munge"
+    nodes = {}
+    for key, value in settings:
+        if key == "NodeName":
+            name, *rest = value.split()
+            nodes[name] = dict(item.split("=", 1) for item in rest)
+    # slurmd runs on the compute nodes and on the time server, which also computes.
+    assert sorted(nodes) == ["c1", "c2", "gps"]
+    by_name = {n["name"]: n for n in NODES}
+    for name, fields in nodes.items():
+        assert fields["NodeAddr"] == by_name[name]["ip"]
+        assert int(fields["CPUs"]) == 4 and int(fields["RealMemory"]) > 0
+    assert nodes["c2"]["RealMemory"] == "15800" and nodes["gps"]["RealMemory"] == "3700"
+    partitions = [v for k, v in settings if k == "PartitionName"]
+    assert len(partitions) == 1
+    name, *rest = partitions[0].split()
+    fields = dict(item.split("=", 1) for item in rest)
+    assert fields["Default"] == "YES" and sorted(fields["Nodes"].split(",")) == ["c1", "c2", "gps"]
+    cgroup = dict(_settings(lab.roles["compute"].text("/etc/slurm/cgroup.conf")))
+    assert cgroup["CgroupPlugin"] == "cgroup/v2" and cgroup["ConstrainRAMSpace"] == "yes"
+
+
+def test_slurmctld_on_the_controller_only_slurmd_on_every_compute_image(lab: Lab) -> None:
+    controller, gps, compute = lab.roles["controller"], lab.roles["timeserver"], lab.roles["compute"]
+    assert controller.enabled("slurmctld.service") and not controller.enabled("slurmd.service")
+    for image in (gps, compute, lab.node, lab.nosecrets):
+        assert image.enabled("slurmd.service"), image.path.name
+        assert not image.enabled("slurmctld.service")
+        assert not image.exists("/usr/sbin/slurmctld")
+    assert controller.exists("/usr/sbin/slurmctld") and controller.exists("/usr/bin/sinfo")
+    state = controller.stat("/var/spool/slurmctld")
+    slurm = controller.accounts()["slurm"]
+    assert state is not None and (state.type, state.mode, state.uid) == ("directory", 0o700, slurm.uid)
