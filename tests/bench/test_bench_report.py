@@ -1,0 +1,67 @@
+"""The bench's report: the table a user reads and the JSON the README numbers come from.
+
+The bench itself (minutes, root, network) runs with `make bench`, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from builder.bench import COLUMNS, Measurement, format_table, machine_facts, results_document
+
+RESULTS = [
+    Measurement("fetch", "cold", seconds=31.4159, cpu_seconds=40.02, rss_self_kib=60 * 1024, rss_children_kib=98_000),
+    Measurement("fetch", "warm", seconds=0.0123, cpu_seconds=0.004, rss_self_kib=37_000, rss_children_kib=0),
+    Measurement("role base", "cold, apt archive empty", seconds=254.6, cpu_seconds=301.7,
+                rss_self_kib=45_000, rss_children_kib=310_000),
+]
+
+
+def _cells(table: str) -> list[list[str]]:
+    """Read the table back by the column spans its rule line marks."""
+    lines = table.splitlines()
+    spans = [(m.start(), m.end()) for m in re.finditer("-+", lines[1])]
+    assert len(spans) == len(COLUMNS)
+    return [[line[start:end].strip() for start, end in spans] for line in [lines[0], *lines[2:]]]
+
+
+def test_table_has_a_header_a_rule_and_one_row_per_step() -> None:
+    table = format_table(RESULTS)
+    assert len(table.splitlines()) == 2 + len(RESULTS)
+    header, *rows = _cells(table)
+    assert header == list(COLUMNS)
+    assert [row[:2] for row in rows] == [[m.step, m.cache] for m in RESULTS]
+
+
+def test_numbers_are_right_aligned_under_their_headers() -> None:
+    lines = format_table(RESULTS).splitlines()
+    end = lines[0].index("seconds") + len("seconds")
+    assert all(row[end - 1] != " " and row[end] == " " for row in lines[2:])
+
+
+def test_table_keeps_cache_hits_visible_and_shows_memory_in_mib() -> None:
+    rows = _cells(format_table(RESULTS))[1:]
+    assert [row[2:] for row in rows] == [
+        ["31.4", "40.0", "60 MiB", "96 MiB"],
+        ["0.01", "0.00", "36 MiB", "0 MiB"],  # a cache hit is not rounded away to 0.0
+        ["255", "302", "44 MiB", "303 MiB"],
+    ]
+
+
+def test_results_document_is_json_with_the_machine_and_every_step() -> None:
+    machine = {"nproc": 2, "memory_mib": 1024, "python": "3.11", "xz": "xz (XZ Utils) 5.4.1"}
+    document = json.loads(json.dumps(results_document(RESULTS, machine, mode="full")))
+    assert document["machine"] == machine
+    assert document["mode"] == "full" and document["role"] == "compute"
+    assert [(r["step"], r["cache"]) for r in document["results"]] == [(m.step, m.cache) for m in RESULTS]
+    assert document["results"][0]["rss_self_mib"] == 60.0
+    assert document["results"][1]["seconds"] == 0.01
+
+
+def test_machine_facts_name_cores_memory_python_and_xz() -> None:
+    facts = machine_facts()
+    assert isinstance(facts["nproc"], int) and facts["nproc"] >= 1
+    assert isinstance(facts["memory_mib"], int) and facts["memory_mib"] > 0
+    assert str(facts["python"]).count(".") == 2
+    assert str(facts["xz"]).startswith("xz (XZ Utils)")
