@@ -1,13 +1,15 @@
 """Make a release image's file tree the same from build to build (SOURCE_DATE_EPOCH).
 
-What differs between two builds from the same inputs is, after inspection, all churn from
-running package scripts and tools at a given time, none of it needed on the card:
-  - logs of the build itself (apt, dpkg, alternatives, anything under /var/log): removed,
-    the directories stay, so services find them;
-  - caches rebuilt on first use (ldconfig's aux-cache, apt's pkgcache.bin, debconf's
-    *-old backups, dpkg's *-old backups, python's __pycache__ made by postinst scripts);
-  - the day of the last password change in /etc/shadow (useradd and the system users that
-    package scripts add write today's date): set to SOURCE_DATE_EPOCH's day.
+What differed between two compute images built from the same inputs (one with a cold cache,
+so the packages were installed twice) is all churn from running package scripts at a given
+time, none of it needed on the card:
+  - logs of the build itself (apt's history/term logs, dpkg.log, alternatives.log; anything
+    under /var/log is removed, the directories stay so services find them);
+  - caches rebuilt on first use: ldconfig's aux-cache, apt's pkgcache.bin/srcpkgcache.bin;
+  - backups that record the previous state: dpkg's and debconf's *-old, /etc/passwd- etc.;
+  - on different days, the day of the last password change in /etc/shadow (useradd and the
+    system users package scripts add write today's date): set to SOURCE_DATE_EPOCH's day.
+Python's __pycache__ (compiled by postinst scripts) came out identical, so it stays.
 The scrub runs on every release image; ordinary builds keep their logs.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -54,10 +55,6 @@ def make_reproducible(img: OpenImage, epoch: int) -> None:
                 path.unlink()
                 removed += 1
     removed += _empty_logs(root / "var" / "log")
-    for cache in sorted(root.glob("usr/**/__pycache__")):
-        if cache.is_dir() and not cache.is_symlink():
-            shutil.rmtree(cache)
-            removed += 1
     _pin_shadow_dates(img, epoch // 86400)
     log.info("  removed %d build-time records (logs, caches)", removed)
 
