@@ -69,7 +69,7 @@ release: deps
 	$(PY) -m builder release --cluster $(CLUSTER) --key "$(RELEASE_KEY)" $(ARGS)
 
 verify-release: deps
-	$(PY) -m builder verify-release $(ARGS)
+	$(PY) -m builder verify-release --key "$(RELEASE_KEY)" $(ARGS)
 
 IMAGE ?=
 DEVICE ?=
