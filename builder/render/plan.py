@@ -28,6 +28,7 @@ log = logging.getLogger("clusterbake")
 
 BOOT_PREFIX = "/boot/firmware/"
 MUNGE_KEY = "/etc/munge/munge.key"
+USER_WIZARD = "userconfig.service"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,11 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         disable = _add(tuple(u for u in disable if u not in extra.enable), extra.disable)
     else:
         overlays = _add(overlays, profile.node_overlays)
+    if cluster.first_user is not None:
+        # Raspberry Pi OS's console wizard (userconf-pi) would ask for a user at first boot
+        # although the cluster file names one; an image without the unit is unaffected.
+        enable = tuple(u for u in enable if u != USER_WIZARD)
+        disable = _add(disable, (USER_WIZARD,))
 
     rendered: dict[str, ImageFile] = {}
     for name in overlays:
