@@ -71,3 +71,18 @@ def test_slurmctld_on_the_controller_only_slurmd_on_every_compute_image(lab: Lab
     state = controller.stat("/var/spool/slurmctld")
     slurm = controller.accounts()["slurm"]
     assert state is not None and (state.type, state.mode, state.uid) == ("directory", 0o700, slurm.uid)
+
+
+def test_slurmctld_can_write_its_pid_log_and_state_as_the_user_its_unit_runs_as(lab: Lab) -> None:
+    controller = lab.roles["controller"]
+    unit = dict(line.split("=", 1) for line in controller.unit_file("slurmctld.service").splitlines()
+                if "=" in line and not line.startswith("#"))
+    settings = dict(_settings(controller.text("/etc/slurm/slurm.conf")))
+    user = controller.accounts()[unit.get("User", "root")]
+    assert user.name == settings["SlurmUser"] == "slurm"
+    assert settings["SlurmctldPidFile"].startswith(f"/run/{unit['RuntimeDirectory']}/"), \
+        "systemd makes /run/<RuntimeDirectory> for the unit's user; /run itself is root's"
+    for key in ("SlurmctldLogFile", "StateSaveLocation"):
+        folder = settings[key] if key == "StateSaveLocation" else settings[key].rsplit("/", 1)[0]
+        info = controller.stat(folder)
+        assert info is not None and info.type == "directory" and info.uid == user.uid, f"{key}: {folder} {info}"
