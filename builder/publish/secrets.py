@@ -15,7 +15,11 @@ from pathlib import Path
 
 from builder.image import OpenImage
 
-PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+# A whole PEM block (header, base64 lines, matching footer): programs such as ssh-keygen hold the
+# bare header as a string, which is no key.
+PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----\r?\n"
+                         rb"(?:[A-Za-z0-9+/=:, -]*\r?\n)*?[A-Za-z0-9+/=]{16,}\r?\n"
+                         rb"(?:[A-Za-z0-9+/=:, -]*\r?\n)*?-----END \1-----")
 SECRET_NAMES = ("munge.key", "ssh_host_*_key")
 SHADOW_FILES = ("etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-")
 # Bigger files are archives or binaries; a PEM key lives in a small text file.

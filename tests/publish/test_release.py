@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 EPOCH = 1764000000  # 2025-11-24
 DATE = "2025-11-24"
 ROLES = ("controller", "compute")
-PRIVATE_KEY = re.compile(rb"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----\s+[A-Za-z0-9+/=\s:,-]+-----END \1PRIVATE KEY-----")
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,16 @@ def test_secret_scan_of_a_tree(tmp_path: Path) -> None:
     (tmp_path / "etc/ssh/ssh_host_ed25519_key.pub").write_text("ssh-ed25519 AAAA\n")
     (tmp_path / "etc/shadow").write_text("root:*:1:0:99999:7:::\n")
     (tmp_path / "etc/hostname").write_text("node01\n")
+    # ssh-keygen holds the bare header as a string: no key.
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/ssh-keygen").write_bytes(b"\0-----BEGIN OPENSSH PRIVATE KEY-----\0\n-----END OPENSSH")
     assert secrets_in_tree(tmp_path) == []
     (tmp_path / "etc/munge/munge.key").write_bytes(b"k" * 1024)
     (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("x")
     (tmp_path / "etc/shadow").write_text("root:$6$salt$hash:1:0:99999:7:::\n")
-    (tmp_path / "etc/tls.pem").write_text("junk\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n")
+    (tmp_path / "etc/tls.pem").write_text("junk\n-----BEGIN OPENSSH PRIVATE KEY-----\n"
+                                          "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMw\n"
+                                          "-----END OPENSSH PRIVATE KEY-----\n")
     assert secrets_in_tree(tmp_path) == [
         "/etc/shadow: password hash for root",
         "/etc/tls.pem: contains a private key",
