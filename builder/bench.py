@@ -295,18 +295,16 @@ def full_run(work: Workspace) -> list[Measurement]:
 
 def quick_run(work: Workspace) -> list[Measurement]:
     """The warm rows only; the cold steps fill the private cache first, unmeasured."""
-    measure("fetch", "cold, unreported", work)
-    _seed_role_base(work)
+    _, base = measure("fetch", "cold, unreported", work)
+    _seed_role_base(work, Path(base))
     measure("role base", "cold or seeded, unreported", work)
     return [measure(name, cache, work)[0]
             for name, cache in (("fetch", "warm"), ("role base", "warm"), ("image", "warm role base"))]
 
 
-def _seed_role_base(work: Workspace) -> None:
+def _seed_role_base(work: Workspace, base: Path) -> None:
     """Copy the user's cached role base for the same inputs, if any: it spares minutes of apt under qemu."""
-    req = _request(work)
-    base = next((work.cache / "images").glob("*.img"))
-    name = f"{role_base_key(base, plan_build(req))}.img"
+    name = f"{role_base_key(base, plan_build(_request(work)))}.img"
     theirs, ours = cache_root() / "role-bases" / name, work.cache / "role-bases" / name
     if theirs.is_file() and not ours.exists():
         log.info("  seeding the bench's cache with the role base %s", theirs)
