@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from ipaddress import IPv4Address
@@ -97,6 +98,12 @@ def test_secret_scan_of_a_tree(tmp_path: Path) -> None:
     (tmp_path / "etc/tls.pem").write_text("junk\n-----BEGIN OPENSSH PRIVATE KEY-----\n"
                                           "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMw\n"
                                           "-----END OPENSSH PRIVATE KEY-----\n")
+    # A key file a package ships verbatim (dpkg's md5sums) is public test material, not a secret.
+    (tmp_path / "usr/lib").mkdir()
+    (tmp_path / "usr/lib/libtls.so").write_bytes((tmp_path / "etc/tls.pem").read_bytes())
+    (tmp_path / "var/lib/dpkg/info").mkdir(parents=True)
+    digest = hashlib.md5((tmp_path / "etc/tls.pem").read_bytes()).hexdigest()
+    (tmp_path / "var/lib/dpkg/info/libtls1:arm64.md5sums").write_text(f"{digest}  usr/lib/libtls.so\n")
     assert secrets_in_tree(tmp_path) == [
         "/etc/shadow: password hash for root",
         "/etc/tls.pem: contains a private key",
