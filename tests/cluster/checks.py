@@ -1,0 +1,156 @@
+"""What a working cluster must show, each check failing with a message that says what is broken."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.cluster.harness import Cluster, Node
+
+SLURM_WAIT = 120
+CHRONY_WAIT = 90
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What the cluster file says, to compare the booted nodes with."""
+
+    addresses: dict[str, str]        # node name -> ip
+    roles: dict[str, str]
+    controller: str
+    time_server: str
+    compute: tuple[str, ...]         # the nodes of role `compute`
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 2) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def check_identity(cluster: Cluster, inv: Inventory) -> list[str]:
+    problems = []
+    for node in cluster.nodes:
+        hostname = node.run(["hostname"]).stdout.strip()
+        if hostname != node.name:
+            problems.append(f"{node.name}: hostname is {hostname!r}, the inventory says {node.name!r}")
+        shown = node.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"]).stdout
+        if f"inet {inv.addresses[node.name]}/" not in shown:
+            problems.append(f"{node.name}: eth0 has {shown.split()[3] if shown.split() else 'no address'}, "
+                            f"the inventory says {inv.addresses[node.name]}")
+    return problems
+
+
+def check_hosts(cluster: Cluster, inv: Inventory) -> list[str]:
+    """Every node resolves every node's name to its inventory address (through its /etc/hosts)."""
+    problems = []
+    for node in cluster.nodes:
+        for name, ip in inv.addresses.items():
+            got = node.run(["getent", "hosts", name], check=False).stdout.split()
+            if not got:
+                problems.append(f"{node.name}: /etc/hosts has no entry for {name} ({ip})")
+            elif got[0] != ip:
+                problems.append(f"{node.name}: /etc/hosts maps {name} to {got[0]}, the inventory says {ip}")
+    return problems
+
+
+def check_munge(cluster: Cluster, inv: Inventory) -> list[str]:
+    """A credential made on the controller decodes on every other node, and the other way round."""
+    problems = []
+    head = cluster.node(inv.controller)
+    for node in cluster.nodes:
+        if node is head:
+            continue
+        for source, dest in ((head, node), (node, head)):
+            cred = source.run(["munge", "-n"], check=False)
+            if cred.returncode != 0:
+                problems.append(f"munge: {source.name} cannot make a credential: {cred.stderr.strip()}")
+                continue
+            decoded = dest.run(["unmunge"], input=cred.stdout.encode(), check=False)
+            if decoded.returncode != 0:
+                reason = (decoded.stderr or decoded.stdout).strip().splitlines()[-1:]
+                problems.append(f"munge: a credential made on {source.name} does not decode on {dest.name} "
+                                f"({' '.join(reason)}): their munge keys differ")
+    return problems
+
+
+def node_states(head: Node) -> dict[str, str]:
+    out = head.run(["sinfo", "-h", "-N", "-o", "%N %t"], check=False).stdout
+    return dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+
+
+def check_slurm(cluster: Cluster, inv: Inventory) -> tuple[list[str], str]:
+    """Both compute nodes idle; `srun -N2` runs on both. Returns (problems, srun output)."""
+    head = cluster.node(inv.controller)
+    want = set(inv.compute)
+    if not wait_for(lambda: all(node_states(head).get(n) == "idle" for n in want), SLURM_WAIT):
+        states = node_states(head)
+        problems = [f"slurm: {n} is {states.get(n, 'missing from sinfo')}, not idle" for n in sorted(want)
+                    if states.get(n) != "idle"]
+        return problems + _slurm_diagnosis(cluster, inv), ""
+    srun = head.run(["srun", "-N2", "-w", ",".join(sorted(want)), "hostname"], check=False, timeout=180)
+    names = set(srun.stdout.split())
+    if srun.returncode != 0 or names != want:
+        return [f"slurm: srun -N2 printed {sorted(names)} (exit {srun.returncode}, {srun.stderr.strip()[-300:]}), "
+                f"expected {sorted(want)}", *_slurm_diagnosis(cluster, inv)], srun.stdout
+    return [], srun.stdout
+
+
+def _slurm_diagnosis(cluster: Cluster, inv: Inventory) -> list[str]:
+    """Why nodes did not come up: compare each node's slurm.conf with where the controller really is."""
+    problems = []
+    for node in cluster.nodes:
+        conf = node.file("/etc/slurm/slurm.conf")
+        if not conf.exists():
+            continue
+        match = re.search(r"(?m)^SlurmctldHost=([^(\s]+)(?:\(([^)]+)\))?", conf.read_text())
+        if not match:
+            problems.append(f"slurm: {node.name}'s slurm.conf names no SlurmctldHost")
+            continue
+        host, addr = match.group(1), match.group(2)
+        if host != inv.controller or (addr and addr != inv.addresses[inv.controller]):
+            problems.append(f"slurm: {node.name}'s slurm.conf names the controller {host}({addr}), but the "
+                            f"controller is {inv.controller}({inv.addresses[inv.controller]})")
+        log = node.logs / "slurmd.service.log"
+        if log.exists() and log.read_text().strip():
+            problems.append(f"slurm: {node.name} slurmd says: {log.read_text().strip().splitlines()[-1]}")
+    return problems
+
+
+def check_time(cluster: Cluster, inv: Inventory) -> list[str]:
+    """chronyc on a compute node sees the time server, reachable."""
+    server_ip = inv.addresses[inv.time_server]
+    node = cluster.node(inv.compute[0])
+
+    def reachable() -> bool:
+        for line in node.run(["chronyc", "-n", "sources"], check=False).stdout.splitlines():
+            fields = line.split()
+            if len(fields) > 4 and fields[1] == server_ip and fields[4] != "0":
+                return True
+        return False
+
+    if wait_for(reachable, CHRONY_WAIT):
+        return []
+    shown = node.run(["chronyc", "-n", "sources"], check=False)
+    return [f"time: chronyc on {node.name} does not reach the time server {server_ip}: "
+            f"{(shown.stdout + shown.stderr).strip()}"]
+
+
+def running(node: Node) -> list[str]:
+    """Names of the daemons running in the node: processes rooted in it, read from the host's /proc."""
+    names = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "root") == str(node.root):
+                names.add((entry / "comm").read_text().strip())
+        except OSError:
+            continue
+    return sorted(names & {"munged", "slurmd", "slurmctld", "chronyd"})

@@ -1,0 +1,258 @@
+"""Boot role images as a cluster of namespaced nodes on this host, and take it all down again.
+
+Each node: the image's root partition attached read-only through a loop device (explicit offset
+and size) and mounted as the lower layer of a per-node overlay; the boot partition copied out
+with mtools to /boot/firmware (FAT cannot be mounted here) with the node's `node.txt`; its own
+network namespace (a veth into a bridge namespace), and its own UTS, PID, IPC and mount
+namespaces, whose PID 1 is `node_init.py`. Then, in the order systemd would, the first-boot
+units and the daemons the image has enabled are started from the image's own unit files,
+changed only as `overrides.py` documents.
+
+Everything is held on one ExitStack: processes (by killing each node's PID 1), mounts, loop
+devices and namespaces are released in reverse order whether the test passed or failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.image.boot import BootPartition
+from builder.image.layout import read_layout
+from builder.image.loop import attached
+from builder.image.mounts import mounted
+from tests.cluster import overrides, units
+
+NODE_INIT = Path(__file__).with_name("node_init.py")
+NODE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "HOME": "/root",
+}
+# The units a booting node would start that this test exercises, in systemd's order for them.
+BOOT_ORDER = (
+    "clusterbake-identity.service",
+    "clusterbake-munge-key.service",
+    "munge.service",
+    "chrony.service",
+    "slurmctld.service",
+    "slurmd.service",
+)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    role: str
+    image: Path
+
+
+@dataclass
+class Node:
+    spec: NodeSpec
+    root: Path
+    netns: str
+    init_pid: int
+    logs: Path
+    started: list[str] = field(default_factory=list)
+    daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def _argv(self, argv: Sequence[str], user: str | None) -> list[str]:
+        prefix = ["nsenter", "-t", str(self.init_pid), "-a", "-r", "-w", "--"]
+        if user and user != "root":
+            prefix += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+        return [*prefix, *argv]
+
+    def run(self, argv: Sequence[str], *, user: str | None = None, check: bool = True, timeout: float = 120,
+            input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the node (its namespaces and root) and wait for it."""
+        proc = subprocess.run(self._argv(argv, user), env=NODE_ENV, input=input.decode() if input else None,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{self.name}: {' '.join(argv)} failed ({proc.returncode}): "
+                                 f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        return proc
+
+    def start(self, unit: str, argv: Sequence[str], *, user: str | None) -> None:
+        """Start a foreground daemon inside the node; its output goes to the node's log folder."""
+        log = open(self.logs / f"{unit}.log", "ab")  # noqa: SIM115 - closed with the process below
+        self.daemons[unit] = subprocess.Popen(self._argv(argv, user), env=NODE_ENV, stdout=log,
+                                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+
+    def file(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+
+class Cluster:
+    """A booted set of nodes; `boot_cluster()` makes one and tears it down."""
+
+    def __init__(self, nodes: list[Node], bridge_ns: str) -> None:
+        self.nodes = nodes
+        self.bridge_ns = bridge_ns
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def _netns(name: str) -> Iterator[str]:
+    _ip("netns", "add", name)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def _lower(stack: contextlib.ExitStack, image: Path, target: Path) -> Iterator[Path]:
+    """The image's root filesystem, read-only, shared by every node booting that image."""
+    layout = read_layout(image)
+    device = stack.enter_context(attached(image, layout.root.offset, layout.root.size, read_only=True))
+    target.mkdir(parents=True)
+    yield stack.enter_context(mounted(device, target, fstype="ext4", options=("ro", "noload")))
+
+
+def _find_init(root: Path, timeout: float = 30) -> int:
+    """The host pid of the node's PID 1: the process whose root directory is the node's root."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(entry / "root") == str(root):
+                    status = (entry / "status").read_text()
+                    nspid = next(line for line in status.splitlines() if line.startswith("NSpid:")).split()
+                    if nspid[-1] == "1":
+                        return int(entry.name)
+            except (OSError, StopIteration):
+                continue
+        time.sleep(0.2)
+    raise AssertionError(f"node rooted at {root} did not start")
+
+
+def _kill_init(pid: int, proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
+    """Boot every node of `specs` up to, not including, its services (see `start_services`)."""
+    tag = secrets.token_hex(2)
+    with contextlib.ExitStack() as stack:
+        bridge = stack.enter_context(_netns(f"cbtest-{tag}-br"))
+        _ip("-n", bridge, "link", "add", "br0", "type", "bridge")
+        _ip("-n", bridge, "link", "set", "br0", "up")
+        lowers: dict[Path, Path] = {}
+        nodes = []
+        for index, spec in enumerate(specs):
+            if spec.image not in lowers:
+                lowers[spec.image] = stack.enter_context(
+                    _lower(stack, spec.image, scratch / f"lower-{len(lowers)}-{spec.image.stem}"))
+            folder = scratch / spec.name
+            for sub in ("upper", "work", "root", "logs"):
+                (folder / sub).mkdir(parents=True)
+            root = stack.enter_context(mounted(
+                "overlay", folder / "root", fstype="overlay",
+                options=(f"lowerdir={lowers[spec.image]}", f"upperdir={folder / 'upper'}",
+                         f"workdir={folder / 'work'}")))
+            layout = read_layout(spec.image)
+            boot = root / layout.boot_mountpoint.lstrip("/")
+            BootPartition(layout.image, layout.boot).export(boot)
+            (boot / "node.txt").write_text(spec.name + "\n")
+            netns = stack.enter_context(_netns(f"cbtest-{tag}-{spec.name}"))
+            veth = f"cbt{tag}{index}"
+            _ip("-n", bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+            _ip("-n", bridge, "link", "set", veth, "master", "br0", "up")
+            _ip("-n", netns, "link", "set", "lo", "up")
+            _ip("-n", netns, "link", "set", "eth0", "up")
+            init = subprocess.Popen(
+                ["ip", "netns", "exec", netns, "unshare", "--uts", "--ipc", "--pid", "--mount", "--fork",
+                 "--propagation", "private", "--", sys.executable, str(NODE_INIT), str(root)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pid = _find_init(root)
+            stack.callback(_kill_init, pid, init)
+            nodes.append(Node(spec=spec, root=root, netns=netns, init_pid=pid, logs=folder / "logs"))
+        yield Cluster(nodes, bridge)
+
+
+def apply_keyfile(node: Node) -> str:
+    """NetworkManager's part: bring eth0 up with the address of the node's keyfile. Returns it."""
+    folder = node.file("/etc/NetworkManager/system-connections")
+    keyfiles = sorted(folder.glob("*.nmconnection")) if folder.is_dir() else []
+    if not keyfiles:
+        raise AssertionError(f"{node.name}: no NetworkManager keyfile in /etc/NetworkManager/system-connections "
+                             "(the identity service did not pick this node?)")
+    address = None
+    section = ""
+    for line in keyfiles[0].read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[ipv4]" and line.startswith("address1="):
+            address = line.split("=", 1)[1].split(",")[0]
+    if address is None:
+        raise AssertionError(f"{node.name}: {keyfiles[0].name} has no [ipv4] address1=")
+    ipaddress.ip_interface(address)
+    _ip("-n", node.netns, "addr", "add", address, "dev", "eth0")
+    return address.split("/")[0]
+
+
+def start_services(node: Node) -> None:
+    """Start, in boot order, the units of BOOT_ORDER that the image has enabled."""
+    enabled = units.enabled_units(node.root) - overrides.NOT_STARTED
+    for name in BOOT_ORDER:
+        if name not in enabled:
+            continue
+        unit = units.read_unit(node.root, name)
+        if not units.conditions_hold(node.root, unit):
+            continue
+        if name == "clusterbake-identity.service":
+            _run_oneshot(node, unit)
+            overrides.apply_file_overrides(node.root)
+            apply_keyfile(node)
+            node.started.append(name)
+            continue
+        for directory in unit.runtime_directories:
+            owner = f"{unit.user or 'root'}:{unit.group or unit.user or 'root'}"
+            node.run(["install", "-d", "-m", unit.runtime_mode, "-o", owner.split(":")[0], "-g",
+                      owner.split(":")[1], f"/run/{directory}"])
+        for argv in unit.exec_start_pre:
+            node.run(units.expand(argv, unit.environment), user=unit.user)
+        if unit.service_type == "oneshot":
+            _run_oneshot(node, unit)
+        elif unit.service_type == "forking":
+            for argv in unit.exec_start:
+                node.run(overrides.daemon_argv(name, units.expand(argv, unit.environment)),
+                         user=None if name == "chrony.service" else unit.user)
+        else:
+            argv = overrides.daemon_argv(name, units.expand(unit.exec_start[0], unit.environment))
+            node.start(name, argv, user=unit.user)
+        node.started.append(name)
+
+
+def _run_oneshot(node: Node, unit: units.Unit) -> None:
+    for argv in unit.exec_start:
+        result = node.run(units.expand(argv, unit.environment), user=unit.user)
+        (node.logs / f"{unit.name}.log").write_text(result.stdout + result.stderr)
