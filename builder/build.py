@@ -75,7 +75,7 @@ def build_image(req: BuildRequest) -> Path:
     with step(f"Image {final.name}"), atomic_output(final) as tmp:
         copy_sparse(role_base, tmp)
         with open_image(tmp) as img:
-            customise(img, plan, req.cluster)
+            customise(img, plan, req.cluster, secrets=req.secrets)
             with step("Integrity checks"):
                 img.check()
     return final
@@ -115,15 +115,16 @@ def copy_sparse(src: Path, dst: Path) -> None:
     run(["cp", "--sparse=always", "--reflink=auto", src, dst], label="copy image")
 
 
-def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster) -> None:
+def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bool = True) -> None:
     """Accounts, rendered files, services and boot-partition edits: the fast, per-build part.
 
     Accounts come first (files are owned by them and live in their homes), the units the
-    plan ships are written before services are enabled.
+    plan ships are written before services are enabled. Without secrets (release images)
+    accounts get no password hash.
     """
     with img.chroot() as chroot:
         with step("Accounts"):
-            create_users(img, chroot, cluster)
+            create_users(img, chroot, cluster, passwords=secrets)
         with step(f"Write {len(plan.files)} rendered files"):
             remove_paths(img, plan.remove)
             write_files(img, plan.files)

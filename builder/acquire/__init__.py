@@ -17,13 +17,14 @@ from pathlib import Path
 import requests
 
 from builder.acquire.cache import ImageCache
-from builder.acquire.checksum import expected_sha256, sha256_file
+from builder.acquire.checksum import expected_sha256
 from builder.acquire.decompress import compression_of, decompress
 from builder.acquire.download import Downloader
 from builder.acquire.signature import PinnedKeyring, pinned_keyring
 from builder.acquire.sources import Source, resolve
 from builder.cache import install, write_atomically
 from builder.config.model import BaseImage
+from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
 from builder.progress import step
 

@@ -1,28 +1,14 @@
-"""SHA-256 of a file, and the expected one read from a sha256sum-format list."""
+"""The expected SHA-256 of a download, read from a sha256sum-format list."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-from pathlib import Path
 
 from builder.acquire.sources import Source
 from builder.errors import InputError
-from builder.progress import progress
 
-CHUNK = 1 << 20
 # `<hex>  <name>` (text mode), `<hex> *<name>` (binary mode) or a bare `<hex>`.
 SUM_LINE_RE = re.compile(r"^(?P<hex>[0-9a-fA-F]{64})(?:\s+\*?(?P<name>.+?))?\s*$")
-
-
-def sha256_file(path: Path, label: str | None = None) -> str:
-    """Hash `path` in chunks (memory stays flat) with a progress display."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f, progress(path.stat().st_size, label or f"SHA-256 {path.name}") as bar:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
 
 
 def expected_sha256(listing: str, image_name: str, source: Source) -> str:

@@ -12,8 +12,11 @@ def _entries(img: OpenImage, path: str) -> dict[str, list[str]]:
     return {line.split(":", 1)[0]: line.split(":") for line in text.splitlines() if line and not line.startswith("#")}
 
 
-def create_users(img: OpenImage, chroot: Chroot, cluster: Cluster) -> None:
-    """Create the cluster's users and groups with their fixed ids; refuse an id the image already uses."""
+def create_users(img: OpenImage, chroot: Chroot, cluster: Cluster, *, passwords: bool = True) -> None:
+    """Create the cluster's users and groups with their fixed ids; refuse an id the image already uses.
+
+    `passwords=False` (release images) leaves every account without a password hash: SSH keys only.
+    """
     if not cluster.users:
         return
     passwd = _entries(img, "/etc/passwd")
@@ -32,7 +35,7 @@ def create_users(img: OpenImage, chroot: Chroot, cluster: Cluster) -> None:
                 "--shell", user.shell]
         if user.groups:
             argv += ["--groups", ",".join(user.groups)]
-        if user.password_hash:
+        if user.password_hash and passwords:
             argv += ["--password", user.password_hash]
         chroot.run([*argv, user.name])
 

@@ -25,6 +25,7 @@ from builder.acquire import fetch_base
 from builder.build import BuildRequest, build_image, plan_build
 from builder.command import require_tool, run
 from builder.config.model import Cluster
+from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
 from builder.image import open_image
 from builder.progress import step
@@ -35,7 +36,7 @@ from builder.publish.manifest import image_manifest, image_packages, write_manif
 from builder.publish.reproducible import make_reproducible, source_date_epoch
 from builder.publish.secrets import find_secrets
 from builder.publish.signing import Signer, release_signer, sign_detached_armoured
-from builder.publish.sums import SUMS, sha256_file, write_sums
+from builder.publish.sums import SUMS, write_sums
 
 log = logging.getLogger("clusterbake")
 

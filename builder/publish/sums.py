@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
 
 SUMS = "SHA256SUMS"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_sums(folder: Path, names: Iterable[str]) -> Path:
