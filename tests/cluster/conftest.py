@@ -14,6 +14,7 @@ from builder.config import Cluster, load_cluster
 from builder.paths import cache_root, repo_root
 from tests.cluster.checks import Inventory
 from tests.cluster.harness import NodeSpec
+from tests.cluster.reports import REPORTS
 
 
 def cluster_yaml(base_image: dict[str, str], secrets_dir: Path) -> dict[str, object]:
@@ -66,6 +67,13 @@ def write_cluster(folder: Path, data: dict[str, object]) -> Cluster:
 def build_role_images(cluster: Cluster, out: Path, roles: tuple[str, ...]) -> dict[str, Path]:
     return {role: build_image(BuildRequest(cluster=cluster, role=role, out_dir=out, cache=cache_root()))
             for role in roles}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORTS:
+        terminalreporter.section("cluster test report")
+        for report in REPORTS:
+            terminalreporter.write_line(report)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from builder.image import open_image
 from tests.cluster import checks
 from tests.cluster.conftest import Lab, build_role_images, cluster_yaml, write_cluster
 from tests.cluster.harness import Cluster, boot_cluster, start_services
+from tests.cluster.reports import REPORTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -51,7 +52,7 @@ def _report(cluster: Cluster, lab: Lab, srun: str, seconds: float) -> str:
 
 def test_images_boot_into_a_working_cluster(testlab: Lab, tmp_path: Path) -> None:
     problems, report = boot_and_check(testlab, tmp_path)
-    print("\n" + report)
+    REPORTS.append(report)
     assert not problems, "\n".join(problems)
 
 
