@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from builder.paths import repo_root
-from tests.build.inspect import ImageReader
+from tests.build.image_reader import ImageReader
 
 ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNsdXN0ZXJiYWtlLWFsaWNl alice@laptop"
 BOB_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNsdXN0ZXJiYWtlLWJvYi1h bob@a",

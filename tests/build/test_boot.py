@@ -12,7 +12,7 @@ from builder.config import load_cluster
 from builder.image import open_image
 from builder.provision.files import apply_boot_edits
 from tests.build.conftest import Lab
-from tests.build.inspect import ImageReader, config_sections, sh
+from tests.build.image_reader import ImageReader, config_sections, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

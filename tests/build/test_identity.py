@@ -18,7 +18,7 @@ import pytest
 
 from builder.image import open_image
 from tests.build.conftest import NODES, Lab
-from tests.build.inspect import ImageReader, ini, sh
+from tests.build.image_reader import ImageReader, ini, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

@@ -17,7 +17,7 @@ import pytest
 
 from builder.image import open_image
 from tests.build.conftest import Lab
-from tests.build.inspect import ImageReader, sh
+from tests.build.image_reader import ImageReader, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

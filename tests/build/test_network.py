@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tests.build.conftest import NODES, Lab
-from tests.build.inspect import ini
+from tests.build.image_reader import ini
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

@@ -10,7 +10,7 @@ import pytest
 
 from builder.paths import repo_root
 from tests.build.conftest import Lab, cli
-from tests.build.inspect import ImageReader, sh
+from tests.build.image_reader import ImageReader, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

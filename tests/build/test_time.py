@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.build.conftest import Lab
-from tests.build.inspect import ImageReader
+from tests.build.image_reader import ImageReader
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
