@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.image import clean_leftovers
 from builder.image.boot import BootPartition
 from builder.image.layout import read_layout
 from builder.image.loop import attached
@@ -156,12 +157,26 @@ def _kill_init(pid: int, proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=20)
 
 
+NETNS_PREFIX = "cbtest-"
+
+
+def remove_stale_namespaces() -> None:
+    """Namespaces of a test run that was SIGKILLed: their names carry the dead run's pid."""
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for name in (line.split()[0] for line in listing.splitlines() if line.startswith(NETNS_PREFIX)):
+        pid = name[len(NETNS_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
 @contextlib.contextmanager
 def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
     """Boot every node of `specs` up to, not including, its services (see `start_services`)."""
-    tag = secrets.token_hex(2)
+    clean_leftovers()  # what a SIGKILLed run left: its node processes, overlays, loop devices
+    remove_stale_namespaces()
+    tag = f"{os.getpid()}-{secrets.token_hex(2)}"
     with contextlib.ExitStack() as stack:
-        bridge = stack.enter_context(_netns(f"cbtest-{tag}-br"))
+        bridge = stack.enter_context(_netns(f"{NETNS_PREFIX}{tag}-br"))
         _ip("-n", bridge, "link", "add", "br0", "type", "bridge")
         _ip("-n", bridge, "link", "set", "br0", "up")
         lowers: dict[Path, Path] = {}
@@ -181,8 +196,8 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
             boot = root / layout.boot_mountpoint.lstrip("/")
             BootPartition(layout.image, layout.boot).export(boot)
             (boot / "node.txt").write_text(spec.name + "\n")
-            netns = stack.enter_context(_netns(f"cbtest-{tag}-{spec.name}"))
-            veth = f"cbt{tag}{index}"
+            netns = stack.enter_context(_netns(f"{NETNS_PREFIX}{tag}-{spec.name}"))
+            veth = f"cbt{secrets.token_hex(4)}{index}"[:15]
             _ip("-n", bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
             _ip("-n", bridge, "link", "set", veth, "master", "br0", "up")
             _ip("-n", netns, "link", "set", "lo", "up")
