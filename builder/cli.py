@@ -77,13 +77,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_release(args: argparse.Namespace) -> int:
     """Every role image without secrets into dist/: xz, bmap, manifests, os_list.json, signed SHA256SUMS."""
+    from builder.build import profiles_dir
     from builder.config import load_cluster
-    from builder.paths import repo_root
     from builder.publish import ReleaseRequest, make_release
     from builder.publish.signing import release_signer
 
     def release(cluster_file: Path) -> int:
-        cluster = load_cluster(cluster_file, profiles_dir=repo_root() / "profiles")
+        cluster = load_cluster(cluster_file, profiles_dir=profiles_dir())
         print(make_release(ReleaseRequest(cluster=cluster, key=args.key, dist=args.dist, cache=args.cache,
                                           offline=args.offline, fast=args.fast, zstd=args.zstd,
                                           base_url=args.base_url)), flush=True)

@@ -43,6 +43,10 @@ class CommandFailed(ClusterbakeError):
 
 
 class Interrupted(ClusterbakeError):
-    """SIGINT or SIGTERM arrived; raised so every ExitStack unwinds."""
+    """SIGINT or SIGTERM arrived; raised so every ExitStack unwinds. Exits 128 + the signal's number."""
 
     exit_code = 130
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -19,7 +19,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
     for sig in _SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; cleaned up")
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; cleaned up", signum)
 
 
 @contextlib.contextmanager

@@ -175,7 +175,11 @@ def enter_chroot(root: Path, boot: BootPartition, *, boot_mountpoint: str = "/bo
             if apt_cache is not None and os.path.isdir(rootfs.resolve(root, "/var/cache/apt")):
                 suite = _os_release(root).get("VERSION_CODENAME", "unknown")
                 cache = apt_cache / f"{arch}-{suite}"
-                (cache / "partial").mkdir(parents=True, exist_ok=True)
+                try:
+                    (cache / "partial").mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise EnvironmentProblem(f"{cache}: cannot create the apt cache: {exc.strerror}",
+                                             hint="point --cache at a writable directory") from None
                 stack.enter_context(mounted(cache, _dir_in(root, "/var/cache/apt/archives"), bind=True))
             copy = stack.enter_context(boot_copy(boot, stack.enter_context(scratch_dir("boot"))))
             stack.enter_context(mounted(copy, _dir_in(root, boot_mountpoint), bind=True))

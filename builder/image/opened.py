@@ -18,7 +18,6 @@ from builder.image.layout import Layout, read_layout
 from builder.image.leftovers import clean_leftovers, scratch_dir
 from builder.image.loop import attached
 from builder.image.mounts import mounted
-from builder.paths import cache_root
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.image")
@@ -69,9 +68,12 @@ class OpenImage:
         return rootfs.exists(self.root, path)
 
     def chroot(self, *, apt_cache: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:
-        """Commands inside the image; apt's downloads cached under `apt_cache` (default: the cache root)."""
-        return enter_chroot(self.root, self.boot, boot_mountpoint=self.layout.boot_mountpoint,
-                            apt_cache=apt_cache if apt_cache is not None else cache_root() / "apt-archives")
+        """Commands inside the image; with `apt_cache`, apt's downloads are kept there on the host.
+
+        Only steps that install packages pass a cache (the build's `--cache`): a chroot that runs
+        no apt needs no writable host directory.
+        """
+        return enter_chroot(self.root, self.boot, boot_mountpoint=self.layout.boot_mountpoint, apt_cache=apt_cache)
 
     def check(self) -> None:
         """e2fsck -fn on the root, fsck.vfat -n on the boot partition, disk id and PARTUUIDs agreeing.

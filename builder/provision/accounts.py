@@ -15,35 +15,45 @@ def _entries(img: OpenImage, path: str) -> dict[str, list[str]]:
 def create_users(img: OpenImage, chroot: Chroot, cluster: Cluster, *, passwords: bool = True) -> None:
     """Create the cluster's users and groups with their fixed ids; refuse an id the image already uses.
 
-    `passwords=False` (release images) leaves every account without a password hash: SSH keys only.
+    Everything is checked before anything is changed; groups come before users (a user may be
+    in another cluster user's group). Password hashes go to `chpasswd -e` on stdin, never on a
+    command line, where logs, error messages and /proc would show them. `passwords=False`
+    (release images) leaves every account without a password hash: SSH keys only.
     """
     if not cluster.users:
         return
     passwd = _entries(img, "/etc/passwd")
     groups = _entries(img, "/etc/group")
-    for user in cluster.users:
-        _check_free(cluster, user.name, "uid", user.uid, passwd)
+    known_groups = set(groups) | {u.name for u in cluster.users}
+    for i, user in enumerate(cluster.users):
+        where = f"{cluster.source.name}: users[{i}]"
+        if user.name in passwd:
+            raise InputError(f"{where}.name: user {user.name!r} already exists in the base image",
+                             hint="choose another name; the base image's accounts are not changed")
+        _check_free(where, "uid", user.uid, passwd)
         if user.name not in groups:
-            _check_free(cluster, user.name, "gid", user.gid, groups)
-            chroot.run(["groupadd", "--gid", str(user.gid), user.name])
-        missing = [g for g in user.groups if g not in groups and g not in (u.name for u in cluster.users)]
+            _check_free(where, "gid", user.gid, groups)
+        missing = [g for g in user.groups if g not in known_groups]
         if missing:
-            raise InputError(
-                f"{cluster.source.name}: users: {user.name}: group(s) {', '.join(missing)} do not exist in the image",
-                hint="use groups the base image has (e.g. sudo, adm) or remove them")
-        argv = ["useradd", "--uid", str(user.uid), "--gid", str(user.gid), "--create-home",
-                "--shell", user.shell]
+            raise InputError(f"{where}.groups: {', '.join(missing)} do not exist in the image",
+                             hint="use groups the base image has (e.g. sudo, adm) or remove them")
+    created: set[int] = set()
+    for user in cluster.users:
+        if user.name not in groups and user.gid not in created:
+            chroot.run(["groupadd", "--gid", str(user.gid), user.name])
+            created.add(user.gid)
+    for user in cluster.users:
+        argv = ["useradd", "--uid", str(user.uid), "--gid", str(user.gid), "--create-home", "--shell", user.shell]
         if user.groups:
             argv += ["--groups", ",".join(user.groups)]
-        if user.password_hash and passwords:
-            argv += ["--password", user.password_hash]
         chroot.run([*argv, user.name])
+    hashes = "".join(f"{u.name}:{u.password_hash}\n" for u in cluster.users if u.password_hash)
+    if hashes and passwords:
+        chroot.run(["chpasswd", "--encrypted"], input=hashes.encode())
 
 
-def _check_free(cluster: Cluster, name: str, kind: str, number: int, table: dict[str, list[str]]) -> None:
-    column = 2
+def _check_free(where: str, kind: str, number: int, table: dict[str, list[str]]) -> None:
     for other, fields in table.items():
-        if len(fields) > column and fields[column] == str(number) and other != name:
-            raise InputError(
-                f"{cluster.source.name}: users: {name}: {kind} {number} is already used by '{other}' in the base image",
-                hint=f"choose another {kind} (>= 2000 avoids Debian's system and first-user ranges)")
+        if len(fields) > 2 and fields[2] == str(number):
+            raise InputError(f"{where}.{kind}: {number} is already used by '{other}' in the base image",
+                             hint=f"choose another {kind} (>= 2000 avoids Debian's system and first-user ranges)")

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-REFERENCE_CONFIG = Path("/work/shared/reference/raspios-config.txt")
+REFERENCE_CONFIG = Path(__file__).resolve().parents[2] / "builder" / "demo" / "raspios-config.txt"
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
 BOOT_MIB = 40

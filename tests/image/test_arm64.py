@@ -47,7 +47,7 @@ def test_arm64_chroot(arm64_copy: Path) -> None:
     offset = read_layout(arm64_copy).root.offset
     resolv_before = resolv_conf_state(arm64_copy, offset)
     with open_image(arm64_copy) as img:
-        with img.chroot() as chroot:
+        with img.chroot(apt_cache=cache_root() / "apt-archives") as chroot:
             assert chroot.arch == "arm64"
             assert chroot.output(["uname", "-m"]).strip() == "aarch64"
             chroot.run(["/bin/true"])
@@ -65,7 +65,7 @@ def test_grow_and_install_chrony(arm64_copy: Path) -> None:
     grow_image(arm64_copy, 300 * MIB)
     layout = read_layout(arm64_copy)
     with open_image(arm64_copy) as img:
-        with img.chroot() as chroot:
+        with img.chroot(apt_cache=cache_root() / "apt-archives") as chroot:
             suite = chroot.output(["sh", "-c", ". /etc/os-release; echo $VERSION_CODENAME"]).strip()
             chroot.run(["apt-get", "update"])
             chroot.run(["apt-get", "install", "-y", "--no-install-recommends", "chrony"])

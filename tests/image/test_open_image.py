@@ -10,7 +10,7 @@ import pytest
 
 from builder.errors import InputError, VerificationError
 from builder.image import UnsafePath, open_image
-from tests.image.imagetools import MUNGE_ID, ImageFacts, debugfs, sh
+from tests.image.imagetools import MUNGE_ID, REFERENCE_CONFIG, ImageFacts, debugfs, sh
 
 pytestmark = pytest.mark.root
 
@@ -80,7 +80,7 @@ def test_boot_partition_round_trip(image: ImageFacts, tmp_path: Path) -> None:
     payload = bytes(range(256)) * 300
     with open_image(image.path) as img:
         assert "config.txt" in img.boot.list() and "cmdline.txt" in img.boot.list()
-        assert img.boot.read("config.txt") == Path("/work/shared/reference/raspios-config.txt").read_bytes()
+        assert img.boot.read("config.txt") == REFERENCE_CONFIG.read_bytes()
         img.boot.write("overlays/clusterbake.dtbo", payload)
         img.boot.write("firstrun/deep/file.txt", b"nested\n")
         img.boot.write("config.txt", img.boot.read("config.txt") + b"dtoverlay=gpio-shutdown\n")

@@ -9,7 +9,7 @@ import pytest
 from builder.errors import InputError
 from builder.render import apply_cmdline, apply_config_txt
 
-REFERENCE = Path("/work/shared/reference/raspios-config.txt")
+REFERENCE = Path(__file__).resolve().parents[2] / "builder" / "demo" / "raspios-config.txt"
 LINES = ["dtoverlay=gpio-shutdown", "enable_uart=1", "dtoverlay=pps-gpio,gpiopin=18"]
 
 
