@@ -15,6 +15,7 @@ written data is read back from the device afterwards and compared.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import lzma
@@ -126,6 +127,10 @@ def refusals(device: BlockDevice, *, image_size: int, max_size: int, force: bool
         reasons.append("it is in use as swap (swapoff first)")
     if device.holders:
         reasons.append(f"{', '.join(device.holders)} sits on it (close the dm-crypt/LVM/md device first)")
+    if not reasons and _busy(device.path):
+        # What the checks above cannot see (btrfs/ZFS report anonymous device numbers): the
+        # kernel itself says a mount or another program holds the disk or one of its partitions.
+        reasons.append("it is in use: the kernel refuses exclusive access (a mounted filesystem on it?)")
     if device.size < image_size:
         reasons.append(f"it is smaller ({human_size(device.size)}) than the image ({human_size(image_size)})")
     if device.size > max_size and not force:
@@ -204,10 +209,22 @@ def _decompressed(image: Path) -> Iterator[IO[bytes]]:
             yield stream
 
 
+def _busy(device: Path) -> bool:
+    try:
+        os.close(os.open(device, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC))
+    except OSError as exc:
+        return exc.errno == errno.EBUSY
+    return False
+
+
 @contextlib.contextmanager
 def _exclusive(device: Path, flags: int) -> Iterator[int]:
     # O_EXCL on a block device: the kernel refuses if anything (a mount, dm) has it open exclusively.
-    fd = os.open(device, flags | os.O_EXCL | os.O_CLOEXEC)
+    try:
+        fd = os.open(device, flags | os.O_EXCL | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(f"{device}: cannot open it for writing: {exc.strerror}",
+                         hint="unmount it and close every program using it, then try again") from None
     try:
         yield fd
     finally:

@@ -28,6 +28,7 @@ from builder.config.model import Cluster
 from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
 from builder.image import open_image
+from builder.image.leftovers import signals_held
 from builder.progress import step
 from builder.publish.bmap import create_bmap
 from builder.publish.compress import compress_xz, compress_zstd
@@ -148,7 +149,7 @@ def staged_release(dist: Path) -> Iterator[Path]:
     if dist.exists() and not dist.is_dir():
         raise InputError(f"{dist}: exists and is not a directory", hint="give another --dist")
     dist.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dist.parent.glob(f".{dist.name}.partial-*"):
+    for stale in [*dist.parent.glob(f".{dist.name}.partial-*"), *dist.parent.glob(f".{dist.name}.old-*")]:
         pid = stale.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(stale, ignore_errors=True)
@@ -159,9 +160,10 @@ def staged_release(dist: Path) -> Iterator[Path]:
         yield work
         shutil.rmtree(work / ".raw", ignore_errors=True)
         old = dist.parent / f".{dist.name}.old-{os.getpid()}"
-        if dist.exists():
-            os.replace(dist, old)
-        os.replace(work, dist)
+        with signals_held():  # old or new dist/, never none: no signal between the two renames
+            if dist.exists():
+                os.replace(dist, old)
+            os.replace(work, dist)
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
