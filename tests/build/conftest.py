@@ -47,7 +47,8 @@ def lab_data(base_image: Mapping[str, str], secrets_dir: Path) -> dict[str, obje
         "slurm": {"controller": "head"},
         "nodes": NODES,
         "users": [
-            {"name": "alice", "uid": 2001, "groups": ["sudo"], "ssh_keys": [ALICE_KEY], "password_hash": ALICE_HASH},
+            {"name": "alice", "uid": 2001, "groups": ["sudo", "bob"], "ssh_keys": [ALICE_KEY],
+             "password_hash": ALICE_HASH},
             {"name": "bob", "uid": 2002, "gid": 2100, "ssh_keys": BOB_KEYS},
         ],
         "first_user": "alice",

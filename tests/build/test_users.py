@@ -18,6 +18,8 @@ def test_users_and_groups_have_the_same_ids_in_every_image(lab: Lab) -> None:
         assert accounts["alice"].home == "/home/alice" and accounts["alice"].shell == "/bin/bash"
         assert groups["alice"][0] == 2001 and groups["bob"][0] == 2100
         assert "alice" in groups["sudo"][1] and "bob" not in groups["sudo"][1]
+        # alice joins bob's group, though bob comes after her in the cluster file
+        assert "alice" in groups["bob"][1]
 
 
 def test_the_slurm_user_has_the_same_ids_in_every_image(lab: Lab) -> None:
