@@ -15,7 +15,7 @@ from builder.acquire import fetch_base
 from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import run
 from builder.config.model import Cluster
-from builder.image import OpenImage, atomic_output, clean_leftovers, grow_image, open_image
+from builder.image import OpenImage, atomic_output, grow_image, open_image
 from builder.paths import repo_root
 from builder.progress import step
 from builder.provision.accounts import create_users
@@ -65,7 +65,6 @@ def build_image(req: BuildRequest) -> Path:
     """Build one image (a role's or a node's) and return its path in req.out_dir."""
     plan = plan_build(req)
     final = req.out_dir / f"{req.cluster.name}-{req.target}.img"
-    clean_leftovers()
     with step("Verified base image"):
         base = fetch_base(req.cluster.base_image, cluster_dir=req.cluster.source.parent, cache=req.cache,
                           offline=req.offline)

@@ -23,10 +23,13 @@ def atomic_output(final: Path) -> Iterator[Path]:
     tmp = partial_path(final)
     with signals_held():
         remember("file", str(tmp))
+    # Imported here: builder.cache uses the engine's leftovers module, which imports this package.
+    from builder.cache import install
+
     try:
         yield tmp
         with signals_held():
-            os.replace(tmp, final)
+            install(tmp, final)  # data fsync'd first: after a crash `final` is whole or absent
             forget("file", str(tmp))
     finally:
         with signals_held():

@@ -40,6 +40,7 @@ def cluster_yaml(base_image: dict[str, str], secrets_dir: Path) -> dict[str, obj
 
 @dataclass(frozen=True)
 class Lab:
+    base_image: dict[str, str]       # the served stand-in, as a cluster file's base_image
     cluster: Cluster
     images: dict[str, Path]          # role -> image
     out: Path
@@ -81,4 +82,4 @@ def testlab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     folder = tmp_path_factory.mktemp("testlab")
     cluster = write_cluster(folder, cluster_yaml(served_base, folder / "secrets"))
     images = build_role_images(cluster, folder / "out", ("controller", "timeserver", "compute"))
-    yield Lab(cluster=cluster, images=images, out=folder / "out")
+    yield Lab(base_image=served_base, cluster=cluster, images=images, out=folder / "out")

@@ -123,12 +123,13 @@ def _netns(name: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _lower(stack: contextlib.ExitStack, image: Path, target: Path) -> Iterator[Path]:
+def _lower(image: Path, target: Path) -> Iterator[Path]:
     """The image's root filesystem, read-only, shared by every node booting that image."""
     layout = read_layout(image)
-    device = stack.enter_context(attached(image, layout.root.offset, layout.root.size, read_only=True))
     target.mkdir(parents=True)
-    yield stack.enter_context(mounted(device, target, fstype="ext4", options=("ro", "noload")))
+    with attached(image, layout.root.offset, layout.root.size, read_only=True) as device, \
+            mounted(device, target, fstype="ext4", options=("ro", "noload")):
+        yield target
 
 
 def _find_init(root: Path, timeout: float = 30) -> int:
@@ -184,7 +185,7 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
         for index, spec in enumerate(specs):
             if spec.image not in lowers:
                 lowers[spec.image] = stack.enter_context(
-                    _lower(stack, spec.image, scratch / f"lower-{len(lowers)}-{spec.image.stem}"))
+                    _lower(spec.image, scratch / f"lower-{len(lowers)}-{spec.image.stem}"))
             folder = scratch / spec.name
             for sub in ("upper", "work", "root", "logs"):
                 (folder / sub).mkdir(parents=True)
@@ -249,10 +250,9 @@ def start_services(node: Node) -> None:
             apply_keyfile(node)
             node.started.append(name)
             continue
+        user, group = unit.user or "root", unit.group or unit.user or "root"
         for directory in unit.runtime_directories:
-            owner = f"{unit.user or 'root'}:{unit.group or unit.user or 'root'}"
-            node.run(["install", "-d", "-m", unit.runtime_mode, "-o", owner.split(":")[0], "-g",
-                      owner.split(":")[1], f"/run/{directory}"])
+            node.run(["install", "-d", "-m", unit.runtime_mode, "-o", user, "-g", group, f"/run/{directory}"])
         for argv in unit.exec_start_pre:
             node.run(units.expand(argv, unit.environment), user=unit.user)
         if unit.service_type == "oneshot":

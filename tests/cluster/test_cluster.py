@@ -68,7 +68,7 @@ def _edit(image: Path, path: str, change) -> None:  # type: ignore[no-untyped-de
 
 def broken_munge_key(lab: Lab, folder: Path) -> dict[str, Path]:
     """node02 boots a compute image built with another cluster's secrets (so another munge key)."""
-    other = write_cluster(folder / "other", cluster_yaml({**_base(lab)}, folder / "other-secrets"))
+    other = write_cluster(folder / "other", cluster_yaml(lab.base_image, folder / "other-secrets"))
     return {"node02": build_role_images(other, folder / "other-out", ("compute",))["compute"]}
 
 
@@ -85,12 +85,6 @@ def broken_hosts_entry(lab: Lab, folder: Path) -> dict[str, Path]:
     _edit(image, "/etc/hosts", lambda t: "".join(line for line in t.splitlines(keepends=True)
                                                  if not line.startswith("10.77.0.20")))
     return {"node02": image}
-
-
-def _base(lab: Lab) -> dict[str, str]:
-    b = lab.cluster.base_image
-    return {"url": b.url, "sha256_url": b.sha256_url or "", "signature_url": b.signature_url,
-            "signing_key": b.signing_key, "fingerprint": b.fingerprint}
 
 
 @pytest.mark.parametrize(
