@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
+from builder.config.model import BOARD_MODELS, BaseImage, Cluster, FileServer, Network, Node, User
 from builder.config.reader import Reader
 from builder.errors import InputError
 
@@ -61,6 +61,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     password_auth = ssh.flag("password_authentication", False)
     ssh.done()
     secrets = top.text("secrets_dir", None)
+    fileserver = _fileserver(top, network)
     top.done()
 
     cluster = Cluster(
@@ -76,8 +77,10 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         first_user=first_user,
         ssh_password_authentication=password_auth,
         secrets_dir=_secrets_dir(secrets, path, name),
+        fileserver=fileserver,
     )
     _check_cluster(cluster, top, profiles_dir)
+    _check_fileserver(cluster, top)
     return cluster
 
 
@@ -182,6 +185,52 @@ def _user(r: Reader) -> User:
     )
     r.done()
     return user
+
+
+# Exports are mounted over these on every other node: never over (or under) the system's own.
+SYSTEM_PATHS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/lost+found", "/media", "/proc",
+                "/root", "/run", "/sbin", "/snap", "/sys", "/tmp", "/usr", "/var")
+EXPORT_RE = re.compile(r"^(/[a-z0-9_]+)+$")
+DEFAULT_EXPORTS = ("/home", "/scratch")
+
+
+def _fileserver(top: Reader, network: Network) -> FileServer | None:
+    """`fileserver:` (optional): which node serves which directories to which part of the subnet."""
+    raw_section = top.take("fileserver", None)
+    if raw_section is None:
+        return None
+    r = Reader(raw_section, top.file, "fileserver")
+    node = r.text("node")
+    clients = r.parse("clients", lambda v: IPv4Network(v, strict=True), "an IPv4 subnet like 10.0.0.0/24",
+                      network.subnet)
+    if not clients.subnet_of(network.subnet):
+        r.fail(f"{clients} is outside network.subnet {network.subnet}", key="clients",
+               hint=f"export only to the cluster: {network.subnet} or a part of it")
+    raw = r.items("exports", list(DEFAULT_EXPORTS))
+    exports: list[str] = []
+    for i, path in enumerate(raw):
+        if not isinstance(path, str) or not EXPORT_RE.match(path):
+            r.fail(f"{path!r} is not an absolute path of lower-case letters, digits and _", key=f"exports[{i}]",
+                   hint="e.g. /home or /scratch")
+        clash = next((s for s in SYSTEM_PATHS if path == s or path.startswith(s + "/")), None)
+        if clash is not None:
+            r.fail(f"{path} would be mounted over the system's {clash} on every other node", key=f"exports[{i}]",
+                   hint="export a directory of its own, such as /scratch or /srv/data")
+        nested = next((e for e in exports if path == e or path.startswith(e + "/") or e.startswith(path + "/")),
+                      None)
+        if nested is not None:
+            r.fail(f"{path} overlaps {nested}, exported already", key=f"exports[{i}]",
+                   hint="export each directory once, none inside another")
+        exports.append(path)
+    r.done()
+    return FileServer(node=node, exports=tuple(exports), clients=clients)
+
+
+def _check_fileserver(cluster: Cluster, top: Reader) -> None:
+    server = cluster.fileserver
+    if server is not None and server.node not in {n.name for n in cluster.nodes}:
+        top.fail(f"{server.node!r} names no node", path="fileserver.node",
+                 hint="use one of " + ", ".join(n.name for n in cluster.nodes))
 
 
 def _lower(value: str | None) -> str | None:

@@ -71,6 +71,15 @@ class User:
 
 
 @dataclass(frozen=True)
+class FileServer:
+    """The node exporting shared directories over NFS, and to whom (`fileserver:` in the cluster file)."""
+
+    node: str
+    exports: tuple[str, ...]        # absolute paths, e.g. /home and /scratch
+    clients: IPv4Network            # who may mount them: network.subnet or a part of it
+
+
+@dataclass(frozen=True)
 class Cluster:
     source: Path
     name: str
@@ -84,6 +93,7 @@ class Cluster:
     ssh_password_authentication: bool = False
     secrets_dir: Path = field(default=Path())
     slurm_partition: str = "main"
+    fileserver: FileServer | None = None
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

@@ -10,6 +10,7 @@ Variables (documented in overlays/README.md):
   role         the role being rendered; settings: its merged profile settings
   node         the node being rendered, or none in a role image (found at first boot)
   inventory    what the first-boot identity service needs (role images), else none
+  storage      the NFS file server: server (a node, or none), clients, exports, mounts (see storage_values)
 A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, fqdn, uuid.
 """
 
@@ -79,4 +80,24 @@ def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: st
         "settings": dict(profiles[role].settings),
         "node": by_name[node.name] if node is not None else None,
         "inventory": None,
+        "storage": storage_values(cluster, profiles, role, by_name),
     }
+
+
+NFS_SERVER_UNIT = "nfs-server.service"
+
+
+def storage_values(cluster: Cluster, profiles: Mapping[str, Profile], role: str,
+                   by_name: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """What `fileserver:` means for this image: what the server exports, what this image mounts.
+
+    An export is `path` and `unit`, the systemd unit name of its mount point (/srv/data is
+    srv-data). A role whose profile runs the NFS server mounts nothing: it has the files.
+    """
+    server = cluster.fileserver
+    if server is None:
+        return {"server": None, "clients": str(cluster.network.subnet), "exports": [], "mounts": []}
+    exports = [{"path": path, "unit": path.strip("/").replace("/", "-")} for path in server.exports]
+    serves = profiles[role].runs(NFS_SERVER_UNIT)
+    return {"server": by_name[server.node], "clients": str(server.clients), "exports": exports,
+            "mounts": [] if serves else exports}

@@ -17,7 +17,7 @@ from typing import Any
 
 from builder.config.model import Cluster, Node
 from builder.errors import InputError
-from builder.render.context import build_context
+from builder.render.context import NFS_SERVER_UNIT, build_context
 from builder.render.files import ImageFile
 from builder.render.lint import warn_pi5_power_button
 from builder.render.overlays import Templates, render_overlay
@@ -64,6 +64,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
     profiles = {r: load_profile(profiles_dir, r) for r in cluster.roles if r != role}
     profiles[role] = profile
     _check_cluster_roles(cluster, profiles)
+    _check_fileserver_role(cluster, profiles)
     members = (target,) if target is not None else cluster.nodes_with_role(role)
     if not members:
         log.warning("no node of %s has role %s: the image will boot on DHCP with a serial-derived name",
@@ -140,6 +141,17 @@ def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> N
             f"{cluster.source.name}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
             f"whose profile does not enable slurmctld.service",
             hint="name a node whose role runs slurmctld (e.g. the controller)")
+
+
+def _check_fileserver_role(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
+    if cluster.fileserver is None:
+        return
+    server = cluster.node(cluster.fileserver.node)
+    if not profiles[server.role].runs(NFS_SERVER_UNIT):
+        raise InputError(
+            f"{cluster.source.name}: fileserver.node: {server.name!r} has role {server.role!r}, "
+            f"whose profile does not enable {NFS_SERVER_UNIT}",
+            hint="give that node a role that includes fileserver (e.g. auxiliary)")
 
 
 def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profile, templates: Templates,

@@ -19,7 +19,7 @@ from builder.config import Cluster, load_cluster
 from builder.errors import InputError
 from builder.render import render_plan
 
-ROLES = ["controller", "compute", "login", "timeserver"]
+ROLES = ["controller", "compute", "login", "timeserver", "auxiliary"]
 KEYFILE = "/etc/NetworkManager/system-connections/eth0.nmconnection"
 IDENTITY = {"/etc/clusterbake/inventory.json", "/usr/local/lib/clusterbake/identity.py",
             "/etc/systemd/system/clusterbake-identity.service"}
@@ -233,8 +233,8 @@ def test_pi5_nodes_get_a_warning_about_waking(small: Cluster, caplog: pytest.Log
         ({}, "give exactly one of a role and a node"),
         ({"role": "compute", "node": "c1"}, "give exactly one of a role and a node"),
         ({"node": "c9"}, "minilab.yaml: nodes: no node named 'c9' (fix: use one of boss, clock, c1, c2)"),
-        ({"role": "gpu"}, "role 'gpu' has no profile profiles/gpu.yaml (fix: use one of compute, controller, login, "
-                          "timeserver or add that profile)"),
+        ({"role": "gpu"}, "role 'gpu' has no profile profiles/gpu.yaml (fix: use one of auxiliary, compute, "
+                          "controller, fileserver, login, monitor, timeserver or add that profile)"),
     ],
 )
 def test_bad_arguments(small: Cluster, kwargs: dict[str, str], expected: str) -> None:

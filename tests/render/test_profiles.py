@@ -29,7 +29,7 @@ def shipped_plus(tmp_path: Path, **profiles: str) -> Path:
 def test_timeserver_is_common_then_compute_then_itself() -> None:
     p = load_profile(PROFILES, "timeserver")
     assert p.sources == ("common", "compute", "timeserver")
-    assert p.packages[:3] == ("chrony", "munge", "slurmd")
+    assert p.packages[:5] == ("chrony", "munge", "nfs-common", "prometheus-node-exporter", "slurmd")
     assert {"gpsd", "pps-tools"} <= set(p.packages)
     assert p.runs("slurmd") and p.runs("gpsd.service")
     assert "systemd-timesyncd.service" in p.disable
@@ -105,7 +105,8 @@ def test_unknown_role_names_the_known_ones() -> None:
     with pytest.raises(InputError) as info:
         load_profile(PROFILES, "gpu")
     assert info.value.one_line() == ("role 'gpu' has no profile profiles/gpu.yaml "
-                                     "(fix: use one of compute, controller, login, timeserver or add that profile)")
+                                     "(fix: use one of auxiliary, compute, controller, fileserver, login, "
+                                     "monitor, timeserver or add that profile)")
     with pytest.raises(InputError, match="role 'common' has no profile"):
         load_profile(PROFILES, "common")     # common is a part of every role, not a role
 
