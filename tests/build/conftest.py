@@ -2,7 +2,7 @@
 
 A four-node lab (controller, time server that also computes, two compute nodes, two users, one
 of them the first user with a password hash) over the stand-in base served on 127.0.0.1:
-  role images   rolelab-controller.img, rolelab-timeserver.img, rolelab-compute.img (`images`)
+  role images   rolelab-controller.img, rolelab-auxiliary.img, rolelab-compute.img (`images`)
   node image    rolelab-c1.img (`build --node c1`)
   release-like  nosecrets/rolelab-compute.img (`build --role compute --no-secrets`)
 Role bases are cached under cache_root() (by base + packages), so only the first session pays
@@ -32,7 +32,7 @@ ALICE_HASH = "$6$rolelabsalt0$HUaaDT8xSDArPPrkqL1elkYGw2KkLivmjmcl0LUv3iQYbH8KZI
 
 NODES = [
     {"name": "head", "role": "controller", "ip": "10.9.0.10", "model": "pi5-8gb"},
-    {"name": "gps", "role": "timeserver", "ip": "10.9.0.20", "model": "pi4-4gb", "serial": "10000000aaaa0020"},
+    {"name": "gps", "role": "auxiliary", "ip": "10.9.0.20", "model": "pi4-4gb", "serial": "10000000aaaa0020"},
     {"name": "c1", "role": "compute", "ip": "10.9.0.101", "model": "pi5-8gb", "serial": "10000000c0ffee01"},
     {"name": "c2", "role": "compute", "ip": "10.9.0.102", "model": "pi5-16gb", "mac": "2c:cf:67:00:00:02"},
 ]
@@ -45,6 +45,7 @@ def lab_data(base_image: Mapping[str, str], secrets_dir: Path) -> dict[str, obje
         "network": {"subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "dns": ["10.9.0.1", "9.9.9.9"]},
         "time": {"server": "gps"},
         "slurm": {"controller": "head"},
+        "fileserver": {"node": "gps", "exports": ["/home", "/scratch"]},
         "nodes": NODES,
         "users": [
             {"name": "alice", "uid": 2001, "groups": ["sudo", "bob"], "ssh_keys": [ALICE_KEY],
@@ -106,7 +107,7 @@ def lab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         out=out,
         images_stdout=images.stdout,
         node_stdout=node.stdout,
-        roles={role: ImageReader(out / f"rolelab-{role}.img") for role in ("controller", "timeserver", "compute")},
+        roles={role: ImageReader(out / f"rolelab-{role}.img") for role in ("controller", "auxiliary", "compute")},
         node=ImageReader(out / "rolelab-c1.img"),
         nosecrets=ImageReader(out / "nosecrets" / "rolelab-compute.img"),
     )

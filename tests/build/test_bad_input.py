@@ -134,7 +134,7 @@ def test_check_renders_every_role_so_a_clash_shows_in_seconds(tmp_path: Path) ->
 def test_check_passes_and_warns_that_pi5_buttons_cannot_wake_the_board(tmp_path: Path) -> None:
     cluster = write_cluster(tmp_path / "cluster.yaml", lab_data(UNREACHABLE, tmp_path / "secrets"))
     proc = cli("check", "--cluster", cluster, "--cache", tmp_path / "cache")
-    assert proc.stdout.strip().endswith("4 nodes, roles controller, timeserver, compute: ok")
+    assert proc.stdout.strip().endswith("4 nodes, roles controller, auxiliary, compute: ok")
     warnings = [line for line in proc.stderr.splitlines() if "cannot wake it" in line]
     assert any(w.startswith("head (Pi 5)") for w in warnings) and any(w.startswith("c1, c2 (Pi 5)") for w in warnings)
     assert not any("gps" in w for w in warnings), "gps is a Pi 4: the button wakes it"

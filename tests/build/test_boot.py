@@ -37,7 +37,7 @@ def test_only_the_time_server_gets_the_uart_and_pps_and_loses_its_serial_console
                                                                                  standin_image: Path) -> None:
     base_cmdline = ImageReader(standin_image).boot_text("cmdline.txt").split()
     assert any(a.startswith(SERIAL) for a in base_cmdline), "the base must have a serial console to remove"
-    gps = lab.roles["timeserver"]
+    gps = lab.roles["auxiliary"]
     lines = _all_lines(gps)
     assert "enable_uart=1" in lines and "dtoverlay=pps-gpio,gpiopin=18" in lines
     cmdline = gps.boot_text("cmdline.txt")
@@ -58,7 +58,7 @@ def test_lines_land_in_all_when_the_file_ends_in_a_board_section_and_twice_adds_
     """A user's config.txt may end inside [cm5] or [pi4] (without a final newline, even): the build's
     boot step, run on a copy of the produced time-server image, must close that section first."""
     copy = tmp_path / "gps.img"
-    subprocess.run(["cp", "--sparse=always", lab.roles["timeserver"].path, copy], check=True)
+    subprocess.run(["cp", "--sparse=always", lab.roles["auxiliary"].path, copy], check=True)
     reader = ImageReader(copy)
     ours = ("dtoverlay=gpio-shutdown", "enable_uart=1", "dtoverlay=pps-gpio,gpiopin=18")
     kept = [line for line in reader.boot_text("config.txt").splitlines() if line not in ours]
@@ -68,7 +68,7 @@ def test_lines_land_in_all_when_the_file_ends_in_a_board_section_and_twice_adds_
     (tmp_path / "config.txt").write_text(user_config)
     sh("mcopy", "-o", "-i", f"{copy}@@{reader.boot_offset}", tmp_path / "config.txt", "::config.txt")
 
-    plan = plan_build(BuildRequest(cluster=load_cluster(lab.cluster_file), role="timeserver"))
+    plan = plan_build(BuildRequest(cluster=load_cluster(lab.cluster_file), role="auxiliary"))
     for _ in range(2):
         with open_image(copy) as img:
             apply_boot_edits(img, plan)

@@ -22,10 +22,10 @@ def _attached_over(folder: Path) -> list[str]:
 
 def test_images_writes_one_image_per_role_and_prints_each_path(lab: Lab) -> None:
     printed = [line for line in lab.images_stdout.splitlines() if line.strip()]
-    assert printed == [str(lab.out / f"rolelab-{role}.img") for role in ("controller", "timeserver", "compute")]
+    assert printed == [str(lab.out / f"rolelab-{role}.img") for role in ("controller", "auxiliary", "compute")]
     assert lab.node_stdout.splitlines()[-1] == str(lab.out / "rolelab-c1.img")
     produced = sorted(p.name for p in lab.out.iterdir() if p.is_file())
-    assert produced == ["rolelab-c1.img", "rolelab-compute.img", "rolelab-controller.img", "rolelab-timeserver.img"]
+    assert produced == ["rolelab-auxiliary.img", "rolelab-c1.img", "rolelab-compute.img", "rolelab-controller.img"]
 
 
 def test_every_image_has_the_raspios_layout_and_clean_file_systems(lab: Lab) -> None:

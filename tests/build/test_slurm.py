@@ -61,7 +61,7 @@ def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: 
 
 
 def test_slurmctld_on_the_controller_only_slurmd_on_every_compute_image(lab: Lab) -> None:
-    controller, gps, compute = lab.roles["controller"], lab.roles["timeserver"], lab.roles["compute"]
+    controller, gps, compute = lab.roles["controller"], lab.roles["auxiliary"], lab.roles["compute"]
     assert controller.enabled("slurmctld.service") and not controller.enabled("slurmd.service")
     for image in (gps, compute, lab.node, lab.nosecrets):
         assert image.enabled("slurmd.service"), image.path.name

@@ -29,7 +29,7 @@ def test_clients_follow_only_the_time_server(lab: Lab) -> None:
 
 
 def test_the_time_server_reads_gps_and_pps_and_serves_the_subnet(lab: Lab) -> None:
-    gps = lab.roles["timeserver"]
+    gps = lab.roles["auxiliary"]
     conf = _directives(gps, "/etc/chrony/chrony.conf")
     nmea = [d for d in conf if d.startswith("refclock SHM 0")]
     pps = [d for d in conf if d.startswith("refclock PPS")]

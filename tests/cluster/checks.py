@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -13,6 +14,8 @@ from tests.cluster.harness import Cluster, Node
 
 SLURM_WAIT = 120
 CHRONY_WAIT = 90
+PROMETHEUS_WAIT = 120
+MPI_HELLO = ["python3", "-m", "mpi4py.bench", "helloworld"]
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,46 @@ def check_time(cluster: Cluster, inv: Inventory) -> list[str]:
             f"{(shown.stdout + shown.stderr).strip()}"]
 
 
+def check_mpi(cluster: Cluster, inv: Inventory, user: str) -> tuple[list[str], str]:
+    """A cluster user's `srun -N2 --mpi=pmix` MPI hello world has one rank on each compute node."""
+    head = cluster.node(inv.controller)
+    want = sorted(inv.compute)
+    srun = head.run(["srun", "-N2", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(want), *MPI_HELLO],
+                    user=user, check=False, timeout=300)
+    # mpi4py: "Hello, World! I am process 0 of 2 on node01."
+    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", srun.stdout)
+    good = (sorted(h for _, _, h in ranks) == want and sorted(r for r, _, _ in ranks) == ["0", "1"]
+            and {size for _, size, _ in ranks} == {"2"})
+    if srun.returncode != 0 or not good:
+        return [f"mpi: srun --mpi=pmix hello world gave ranks {ranks} (exit {srun.returncode}, "
+                f"{(srun.stderr or srun.stdout).strip()[-400:]}), expected one of 2 on each of {want}"], srun.stdout
+    return [], srun.stdout
+
+
+def check_monitoring(cluster: Cluster, inv: Inventory, server: str) -> list[str]:
+    """Prometheus on `server` scrapes every node's exporter and finds it up."""
+    node = cluster.node(server)
+    query = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
+             "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
+             "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
+             "for t in r['data']['activeTargets']}))")
+    seen: dict[str, str] = {}
+
+    def all_up() -> bool:
+        nonlocal seen
+        out = node.run(["python3", "-c", query], check=False, timeout=60)
+        try:
+            seen = json.loads(out.stdout)
+        except ValueError:
+            return False
+        return all(seen.get(name) == "up" for name in inv.addresses)
+
+    if wait_for(all_up, PROMETHEUS_WAIT, interval=5):
+        return []
+    return [f"monitoring: Prometheus on {server} reports {seen or 'nothing'}, expected every node up: "
+            f"{sorted(inv.addresses)}"]
+
+
 def running(node: Node) -> list[str]:
     """Names of the daemons running in the node: processes rooted in it, read from the host's /proc."""
     names = set()
@@ -153,4 +196,4 @@ def running(node: Node) -> list[str]:
                 names.add((entry / "comm").read_text().strip())
         except OSError:
             continue
-    return sorted(names & {"munged", "slurmd", "slurmctld", "chronyd"})
+    return sorted(names & {"munged", "slurmd", "slurmctld", "chronyd", "prometheus", "prometheus-node"})

@@ -27,9 +27,11 @@ def cluster_yaml(base_image: dict[str, str], secrets_dir: Path) -> dict[str, obj
         "network": {"subnet": "10.77.0.0/24", "gateway": "10.77.0.1", "dns": ["10.77.0.1"]},
         "time": {"server": "gps"},
         "slurm": {"controller": "head"},
+        # Rendered and baked, but nothing mounts: the kernel's NFS server is host-wide (see overrides.py).
+        "fileserver": {"node": "gps"},
         "nodes": [
             {"name": "head", "role": "controller", "ip": "10.77.0.10", **small},
-            {"name": "gps", "role": "timeserver", "ip": "10.77.0.20", "model": "pi4-8gb", **small},
+            {"name": "gps", "role": "auxiliary", "ip": "10.77.0.20", "model": "pi4-8gb", **small},
             {"name": "node01", "role": "compute", "ip": "10.77.0.101", **small},
             {"name": "node02", "role": "compute", "ip": "10.77.0.102", **small},
         ],
@@ -81,5 +83,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def testlab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     folder = tmp_path_factory.mktemp("testlab")
     cluster = write_cluster(folder, cluster_yaml(served_base, folder / "secrets"))
-    images = build_role_images(cluster, folder / "out", ("controller", "timeserver", "compute"))
+    images = build_role_images(cluster, folder / "out", ("controller", "auxiliary", "compute"))
     yield Lab(base_image=served_base, cluster=cluster, images=images, out=folder / "out")

@@ -47,6 +47,8 @@ BOOT_ORDER = (
     "chrony.service",
     "slurmctld.service",
     "slurmd.service",
+    "prometheus-node-exporter.service",
+    "prometheus.service",
 )
 
 

@@ -35,17 +35,23 @@ def boot_and_check(lab: Lab, scratch: Path, replace: dict[str, Path] | None = No
         problems += checks.check_munge(cluster, inv)
         slurm_problems, srun = checks.check_slurm(cluster, inv)
         problems += slurm_problems + checks.check_time(cluster, inv)
-        report = _report(cluster, lab, srun, time.monotonic() - started)
+        mpi = ""
+        if not slurm_problems:
+            mpi_problems, mpi = checks.check_mpi(cluster, inv, user="hpc")
+            problems += mpi_problems
+        problems += checks.check_monitoring(cluster, inv, server=inv.time_server)
+        report = _report(cluster, lab, srun, time.monotonic() - started, mpi)
     return problems, report
 
 
-def _report(cluster: Cluster, lab: Lab, srun: str, seconds: float) -> str:
+def _report(cluster: Cluster, lab: Lab, srun: str, seconds: float, mpi: str = "") -> str:
     inv = lab.inventory
     lines = [f"{'node':8} {'role':11} {'address':13} running"]
     for node in cluster.nodes:
         lines.append(f"{node.name:8} {node.spec.role:11} {inv.addresses[node.name]:13} "
                      f"{' '.join(checks.running(node))}")
     lines.append("srun -N2 hostname: " + " ".join(sorted(srun.split())))
+    lines += [f"srun -N2 --mpi=pmix: {line}" for line in sorted(mpi.splitlines())]
     lines.append(f"cluster up and checked in {seconds:.0f}s")
     return "\n".join(lines)
 
