@@ -51,6 +51,8 @@ def lab_yaml(base_image: dict[str, str], secrets_dir: Path, public_key: str) -> 
             {"name": "node02", "role": "compute", "ip": "10.78.0.102", "mac": "2c:cf:67:78:01:02", **SLURM_NODE},
         ],
         "users": [{"name": USER, "uid": 2000, "groups": ["adm", "systemd-journal"], "ssh_keys": [public_key]}],
+        # A headless lab names its user, so Raspberry Pi OS's console wizard stays off.
+        "first_user": USER,
         "secrets_dir": str(secrets_dir),
     }
 

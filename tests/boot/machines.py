@@ -138,7 +138,7 @@ class Machine:
         argv = [
             "qemu-system-aarch64", "-name", f"{PREFIX}{os.getpid()}-{s.name}",
             "-machine", "virt", "-cpu", "cortex-a72", "-smp", "1", "-m", str(s.memory_mib),
-            "-nodefaults", "-display", "none", "-no-reboot",
+            "-nodefaults", "-display", "none",
             "-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", s.cmdline,
             "-drive", f"file={s.disk},format=raw,if=none,id=disk", "-device", "virtio-blk-pci,drive=disk",
             "-netdev", f"tap,id=lan,ifname={tap},script=no,downscript=no",
