@@ -42,6 +42,7 @@ def wait_booted(machine: Machine, deadline: float) -> str:
         if proc.returncode != SSH_UNREACHABLE and proc.stdout.strip():
             machine.boot_seconds.append(time.monotonic() - machine.started)
             return proc.stdout.strip()
+        machine.last_ssh_error = proc.stderr.strip()[-300:]
         time.sleep(3)
     return "unreachable"
 
@@ -59,7 +60,8 @@ def console_problems(machine: Machine) -> list[str]:
 def check_system(machine: Machine, state: str) -> list[str]:
     """`is-system-running` = running; each failed unit named with the last lines of its journal."""
     if state in ("unreachable", "powered off"):
-        return [f"{machine.name}: no SSH answer ({state}) after {time.monotonic() - machine.started:.0f}s",
+        return [f"{machine.name}: no SSH answer ({state}) after {time.monotonic() - machine.started:.0f}s; "
+                f"ssh said: {machine.last_ssh_error or 'nothing'}",
                 *console_problems(machine)]
     problems = []
     failed = machine.ssh(["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"]).stdout
@@ -96,8 +98,13 @@ def check_first_boot(machines: Sequence[Machine]) -> list[str]:
     return problems
 
 
-def check_identity(machine: Machine, inv: Inventory) -> list[str]:
+def check_identity(machine: Machine, inv: Inventory, found_by: str) -> list[str]:
+    """Hostname and address of the inventory, chosen at first boot the way the test expects."""
     problems = []
+    said = machine.ssh(["journalctl", "-b", "-o", "cat", "--no-pager", "-u", "clusterbake-identity.service"]).stdout
+    if f"this board is {machine.name} ({found_by}" not in said:
+        problems.append(f"{machine.name}: clusterbake-identity.service did not pick the node by {found_by}: "
+                        f"{' | '.join(said.strip().splitlines()[-3:]) or 'no journal'}")
     hostname = machine.ssh(["hostname"]).stdout.strip()
     if hostname != machine.name:
         problems.append(f"{machine.name}: hostname is {hostname!r}, the inventory says {machine.name!r} "

@@ -120,6 +120,7 @@ class Machine:
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     boot_seconds: list[float] = field(default_factory=list)
+    last_ssh_error: str = ""
 
     @property
     def name(self) -> str:

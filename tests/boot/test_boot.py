@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.boot import checks
-from tests.boot.conftest import REPORTS, BootLab, vms
+from tests.boot.conftest import BY_MAC_ONLY, REPORTS, BootLab, vms
 from tests.boot.machines import Machine
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
@@ -75,7 +75,9 @@ def test_the_images_boot_into_a_working_cluster(booted: Booted, bootlab: BootLab
         pytest.fail(with_consoles(problems, machines), pytrace=False)
     problems += checks.check_first_boot(list(machines.values()))
     for m in machines.values():
-        problems += checks.check_cloud_init(m) + checks.check_identity(m, inv) + checks.check_network_manager(m)
+        found_by = f"MAC {m.spec.mac}" if m.name == BY_MAC_ONLY else "named in /boot/firmware/node.txt"
+        problems += checks.check_cloud_init(m) + checks.check_identity(m, inv, found_by)
+        problems += checks.check_network_manager(m)
     problems += checks.check_munge(machines, inv)
     problems += checks.check_time(machines, inv)
     slurm_problems, srun = checks.check_slurm(machines, inv, bootlab.slurmd_nodes)
@@ -113,7 +115,7 @@ def test_the_power_button_takes_a_node_out_of_slurm_and_back(booted: Booted, boo
         f"{node.name}: QEMU ended with {status}, no clean power-down\n{node.console_tail()}"
     assert "emergency" not in console.lower(), f"{node.name}: emergency mode on the way down\n{node.console_tail()}"
     state, reason = checks.slurm_nodes(head).get(node.name, ("missing", ""))
-    assert "down" in state and reason.startswith("power button"), \
+    assert re.match(r"(down|drained)", state) and reason.startswith("power button"), \
         f"{node.name}: after the power button slurmctld shows it {state} ({reason!r}), not down for the button"
     fields = checks.job_state(head, job)
     assert fields.get("JobState") == "PENDING" and fields.get("Restarts") == "1", \
