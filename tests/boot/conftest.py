@@ -31,7 +31,7 @@ USER = "hpc"
 SUBNET, GATEWAY, PREFIX = "10.78.0.0/24", "10.78.0.1", 24
 # Each VM has one vCPU; slurm.conf must not promise more than the guest has, or slurmd drains it.
 SLURM_NODE = {"cpus": 1, "memory_mb": 640}
-VM_MEMORY_MIB = {"controller": 768, "timeserver": 1024, "compute": 1024}
+VM_MEMORY_MIB = {"controller": 768, "auxiliary": 1280, "compute": 1024}
 # node02 has no node.txt: the identity service must find it by this MAC address.
 BY_MAC_ONLY = "node02"
 REPORTS: list[str] = []
@@ -44,9 +44,11 @@ def lab_yaml(base_image: dict[str, str], secrets_dir: Path, public_key: str) -> 
         "network": {"subnet": SUBNET, "gateway": GATEWAY, "dns": [GATEWAY]},
         "time": {"server": "gps"},
         "slurm": {"controller": "head"},
+        # gps is the reference lab's auxiliary node: time, NFS homes and scratch, Prometheus.
+        "fileserver": {"node": "gps"},
         "nodes": [
             {"name": "head", "role": "controller", "ip": "10.78.0.10", "mac": "52:54:00:78:00:10"},
-            {"name": "gps", "role": "timeserver", "ip": "10.78.0.20", "mac": "52:54:00:78:00:20", **SLURM_NODE},
+            {"name": "gps", "role": "auxiliary", "ip": "10.78.0.20", "mac": "52:54:00:78:00:20", **SLURM_NODE},
             {"name": "node01", "role": "compute", "ip": "10.78.0.101", "mac": "52:54:00:78:01:01", **SLURM_NODE},
             {"name": "node02", "role": "compute", "ip": "10.78.0.102", "mac": "2c:cf:67:78:01:02", **SLURM_NODE},
         ],
@@ -74,7 +76,7 @@ class BootLab:
 
     @property
     def slurmd_nodes(self) -> list[str]:
-        return [n.name for n in self.cluster.nodes if n.role in ("compute", "timeserver")]
+        return [n.name for n in self.cluster.nodes if n.role in ("compute", "auxiliary")]
 
     def disk(self, name: str, folder: Path, image: Path | None = None) -> MachineSpec:
         """Node `name`'s VM: a copy of its role's image with what the user adds to the card."""
@@ -84,7 +86,7 @@ class BootLab:
         if name != BY_MAC_ONLY:
             disks.put_boot_file(disk, "node.txt", f"{name}\n".encode())
         reader = ImageReader(disk)
-        if node.role == departures.DROP_REFCLOCKS:
+        if node.role in departures.DROP_REFCLOCKS:
             conf = "/etc/chrony/chrony.conf"
             disks.replace_root_file(disk, conf, departures.without_refclocks(reader.text(conf)).encode())
         return MachineSpec(name=name, role=node.role, ip=str(node.ip), mac=str(node.mac), disk=disk,
@@ -139,7 +141,7 @@ def bootlab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     started = time.monotonic()
     images = {role: build_image(BuildRequest(cluster=cluster, role=role, secrets=False, out_dir=folder / "out",
                                              cache=cache_root()))
-              for role in ("controller", "timeserver", "compute")}
+              for role in ("controller", "auxiliary", "compute")}
     kernel = boot_kernel(cache_root())
     REPORTS.append(f"fixtures (role images --no-secrets, kernel {kernel.release}): "
                    f"{time.monotonic() - started:.0f}s")

@@ -28,12 +28,15 @@ MODULES = (
     "ext4", "crc32c_generic", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
     "evdev", "gpio_keys",
     "autofs4", "configfs",
+    # The file server's kernel NFS server and every other node's client (a Pi's kernel has them
+    # as modules in the image's /lib/modules; this generic kernel's modules are not in the image).
+    "nfsd", "nfsv4",
 )
 
 CMDLINE_EXTRA = ("net.ifnames=0", "console=ttyAMA0,115200")
 
-# The role whose chrony.conf loses its refclock lines (item 4).
-DROP_REFCLOCKS = "timeserver"
+# The roles whose chrony.conf loses its refclock lines (item 4).
+DROP_REFCLOCKS = ("timeserver", "auxiliary")
 
 
 def kernel_cmdline(image_cmdline: str) -> str:

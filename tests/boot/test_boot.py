@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.boot import checks
+from tests.boot import checks, usable
 from tests.boot.conftest import BY_MAC_ONLY, REPORTS, BootLab, vms
 from tests.boot.machines import Machine
 
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 BOOT_TIMEOUT = 720          # four VMs on two cores take about 4.5 min
 POWER_OFF_TIMEOUT = 180
 SERVICES = ("NetworkManager", "ssh", "munge", "chrony", "gpsd", "slurmctld", "slurmd",
-            "clusterbake-slurm-power", "cloud-final")
+            "clusterbake-slurm-power", "cloud-final", "nfs-server", "prometheus", "prometheus-node-exporter")
 
 
 @dataclass
@@ -87,6 +87,21 @@ def test_the_images_boot_into_a_working_cluster(booted: Booted, bootlab: BootLab
     lines.append("srun -N2 hostname: " + " ".join(sorted(srun.split())))
     lines.append(f"4 VMs booted in {booted.seconds:.0f}s; checks took {time.monotonic() - started:.0f}s")
     REPORTS.append("\n".join(lines))
+    assert not problems, with_consoles(problems, machines)
+
+
+def test_people_can_compute_on_it(booted: Booted, bootlab: BootLab) -> None:
+    """Issue 15: $HOME shared over NFS, MPI across nodes, SSH between nodes, every exporter up."""
+    machines, inv = booted.machines, bootlab.inventory
+    if any(state in ("unreachable", "powered off") for state in booted.states.values()):
+        pytest.skip("a node did not boot (see the test before)")
+    started = time.monotonic()
+    problems = usable.check_shared_home(machines, inv)
+    mpi_problems, mpi = usable.check_mpi(machines, inv)
+    problems += mpi_problems + usable.check_ssh_between_nodes(machines, inv)
+    problems += usable.check_monitoring(machines, inv, server=inv.time_server)
+    REPORTS.append("\n".join([*(f"srun -N2 --mpi=pmix: {line}" for line in sorted(mpi.splitlines())),
+                              f"shared home, MPI, SSH and monitoring checked in {time.monotonic() - started:.0f}s"]))
     assert not problems, with_consoles(problems, machines)
 
 

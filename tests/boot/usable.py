@@ -1,0 +1,77 @@
+"""Issue 15 in booted VMs: shared $HOME across nodes, MPI through Slurm's PMIx, SSH between
+nodes as the cluster user, and Prometheus seeing every node's exporter."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+
+from tests.boot.checks import wait_for
+from tests.boot.machines import Machine
+from tests.cluster.checks import Inventory
+
+MPI_HELLO = ["python3", "-m", "mpi4py.bench", "helloworld"]
+PROMETHEUS_TARGETS = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
+                      "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
+                      "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
+                      "for t in r['data']['activeTargets']}))")
+
+
+def check_shared_home(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:
+    """A job on one compute node writes into $HOME; a job on the other reads it back."""
+    head = machines[inv.controller]
+    first, second = sorted(inv.compute)
+    name, token = f"shared-{secrets.token_hex(4)}", secrets.token_hex(8)
+    wrote = head.ssh(["srun", "-w", first, "sh", "-c", f'echo {token} > "$HOME/{name}" && hostname'], timeout=180)
+    read = head.ssh(["srun", "-w", second, "sh", "-c", f'cat "$HOME/{name}" && hostname'], timeout=180)
+    if wrote.returncode != 0 or read.returncode != 0 or read.stdout.split() != [token, second]:
+        return [f"{second}: the file a job wrote in $HOME on {first} did not reach it over NFS: "
+                f"write exit {wrote.returncode} ({wrote.stderr.strip()[-200:]}), read exit {read.returncode}, "
+                f"printed {read.stdout.split()} ({read.stderr.strip()[-200:]})"]
+    return []
+
+
+def check_mpi(machines: Mapping[str, Machine], inv: Inventory) -> tuple[list[str], str]:
+    """`srun -N2 --mpi=pmix` runs the MPI hello world with one rank on each compute node."""
+    head = machines[inv.controller]
+    want = sorted(inv.compute)
+    srun = head.ssh(["srun", "-N2", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(want), *MPI_HELLO],
+                    timeout=300)
+    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", srun.stdout)
+    good = (sorted(h for _, _, h in ranks) == want and sorted(r for r, _, _ in ranks) == ["0", "1"]
+            and {size for _, size, _ in ranks} == {"2"})
+    if srun.returncode != 0 or not good:
+        return [f"{inv.controller}: srun --mpi=pmix MPI hello world gave ranks {ranks} (exit {srun.returncode}, "
+                f"{(srun.stderr or srun.stdout).strip()[-400:]}), expected one of 2 on each of {want}"], srun.stdout
+    return [], srun.stdout
+
+
+def check_ssh_between_nodes(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:
+    """The cluster user on one compute node runs a command on the other: no prompt, no flags."""
+    first, second = sorted(inv.compute)
+    hop = machines[first].ssh(["ssh", "-o", "BatchMode=yes", second, "hostname"], timeout=120)
+    if hop.returncode != 0 or hop.stdout.strip() != second:
+        return [f"{first}: ssh {second} hostname as the cluster user gave exit {hop.returncode}, "
+                f"{hop.stdout.strip()!r} ({hop.stderr.strip()[-300:]})"]
+    return []
+
+
+def check_monitoring(machines: Mapping[str, Machine], inv: Inventory, server: str, timeout: float = 180) -> list[str]:
+    """Prometheus on `server` reports every node's exporter up."""
+    seen: dict[str, str] = {}
+
+    def all_up() -> bool:
+        nonlocal seen
+        out = machines[server].ssh(["python3", "-c", PROMETHEUS_TARGETS], timeout=60)
+        try:
+            seen = json.loads(out.stdout)
+        except ValueError:
+            return False
+        return all(seen.get(name) == "up" for name in inv.addresses)
+
+    if wait_for(all_up, timeout, interval=5):
+        return []
+    return [f"{server}: prometheus.service reports {seen or 'nothing'}, expected every node up: "
+            f"{sorted(inv.addresses)}"]
