@@ -207,6 +207,8 @@ def _fileserver(top: Reader, network: Network) -> FileServer | None:
         r.fail(f"{clients} is outside network.subnet {network.subnet}", key="clients",
                hint=f"export only to the cluster: {network.subnet} or a part of it")
     raw = r.items("exports", list(DEFAULT_EXPORTS))
+    if not raw:
+        r.fail("is empty", key="exports", hint="list the directories to share, or remove fileserver:")
     exports: list[str] = []
     for i, path in enumerate(raw):
         if not isinstance(path, str) or not EXPORT_RE.match(path):

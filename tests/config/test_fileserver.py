@@ -64,6 +64,7 @@ def test_defaults_export_home_and_scratch_to_the_whole_subnet(tmp_path: Path, da
         ({"node": "gps", "exports": ["/home", "/home/shared"]},
          "fileserver.exports[1]: /home/shared overlaps /home, exported already"),
         ({"node": "gps", "exports": "/home"}, "fileserver.exports: expected a list"),
+        ({"node": "gps", "exports": []}, "fileserver.exports: is empty (fix: list the directories to share"),
         ({"node": "gps", "export": ["/home"]}, "fileserver.export: unknown key (fix: did you mean 'exports'?)"),
         ({"exports": ["/home"]}, "fileserver.node: is missing"),
         ("gps", "fileserver: expected a mapping, got a string"),
