@@ -128,6 +128,7 @@ def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bo
             remove_paths(img, plan.remove)
             write_files(img, plan.files)
         with step("Services"):
-            set_services(img, chroot, enable=plan.enable, disable=plan.disable, source=plan.source)
+            set_services(img, chroot, enable=plan.enable, disable=plan.disable, mask=plan.mask,
+                         source=plan.source)
     with step("Boot partition"):
         apply_boot_edits(img, plan)

@@ -29,6 +29,9 @@ log = logging.getLogger("clusterbake")
 BOOT_PREFIX = "/boot/firmware/"
 MUNGE_KEY = "/etc/munge/munge.key"
 USER_WIZARD = "userconfig.service"
+CONSOLE_LOGIN = "getty@tty1.service"
+RENAME_BANNER = "/etc/ssh/sshd_config.d/rename_user.conf"
+PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class RenderPlan:
     packages: tuple[str, ...]
     enable: tuple[str, ...]
     disable: tuple[str, ...]
+    mask: tuple[str, ...]                       # never to start, whatever presets or packages say
     files: tuple[ImageFile, ...]                # sorted by path, so a directory comes before its contents
     remove: tuple[str, ...]                     # globs to delete from the image, before `files` are written
     config_txt_lines: tuple[str, ...]           # for apply_config_txt
@@ -83,11 +87,16 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         disable = _add(tuple(u for u in disable if u not in extra.enable), extra.disable)
     else:
         overlays = _add(overlays, profile.node_overlays)
+    mask: tuple[str, ...] = ()
+    remove = profile.remove
     if cluster.first_user is not None:
-        # Raspberry Pi OS's console wizard (userconf-pi) would ask for a user at first boot
-        # although the cluster file names one; an image without the unit is unaffected.
-        enable = tuple(u for u in enable if u != USER_WIZARD)
+        # The state userconf-pi's `cancel-rename` leaves: a login prompt on tty1, no console
+        # wizard (it would block the boot asking for a user the cluster file already names),
+        # no SSH banner saying no user is set up. Masked, so no first-boot preset revives it.
+        enable = _add(tuple(u for u in enable if u != USER_WIZARD), (CONSOLE_LOGIN,))
         disable = _add(disable, (USER_WIZARD,))
+        mask = (USER_WIZARD,)
+        remove = _add(remove, (RENAME_BANNER,))
 
     rendered: dict[str, ImageFile] = {}
     for name in overlays:
@@ -96,7 +105,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
                 # A later overlay replaces an earlier one's file: how `time-server` overrides `time-client`.
                 log.debug("%s replaces %s", file.source, rendered[file.path].source)
             rendered[file.path] = file
-    remove = profile.remove
+    rendered[PRESET_FILE] = _presets(enable, (*disable, *mask), profile.file)
     if "munge" in packages:
         if secrets:
             rendered[MUNGE_KEY] = ImageFile(MUNGE_KEY, munge_key(cluster.secrets_dir), 0o400, "munge", "munge",
@@ -114,6 +123,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         packages=packages,
         enable=enable,
         disable=disable,
+        mask=mask,
         files=files,
         remove=remove,
         config_txt_lines=profile.config_txt,
@@ -163,6 +173,20 @@ def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profi
         })
     return {"cluster": cluster.name, "role": profile.role, "nodes": nodes,
             "json": json.dumps({"cluster": cluster.name, "role": profile.role, "nodes": nodes}, indent=2)}
+
+
+def _presets(enable: tuple[str, ...], disable: tuple[str, ...], source: str) -> ImageFile:
+    """A preset file that agrees with the role: systemd applies presets at a first boot
+    (machine-id `uninitialized`), and Debian's own presets would enable e.g. timesyncd again.
+    Presets in /etc come before those in /usr/lib, and the first matching line wins."""
+    lines = ["# clusterbake: what this role runs and what it must not; read at first boot (systemd.preset(5))."]
+    for unit in enable:
+        # A template's instance is named after the template: `enable getty@.service tty1`.
+        template, at, instance = unit.partition("@")
+        lines.append(f"enable {template}@.{instance.rsplit('.', 1)[1]} {instance.rsplit('.', 1)[0]}"
+                     if at and "." in instance and not instance.startswith(".") else f"enable {unit}")
+    lines += [f"disable {unit}" for unit in disable if unit not in enable]
+    return ImageFile(PRESET_FILE, ("\n".join(lines) + "\n").encode(), source=source)
 
 
 def _add(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
