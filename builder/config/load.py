@@ -21,6 +21,7 @@ FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 SERIAL_RE = re.compile(r"^[0-9a-f]{8,16}$")
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
+SUDO_MODES = ("nopasswd", "password")
 
 
 def read_yaml(path: Path) -> object:
@@ -179,6 +180,7 @@ def _user(r: Reader) -> User:
         ssh_keys=tuple(keys),
         password_hash=password_hash,
         shell=r.text("shell", "/bin/bash", pattern=lambda v: v.startswith("/"), expected="an absolute path"),
+        sudo=r.text("sudo", None, pattern=lambda v: v in SUDO_MODES, expected="'nopasswd' or 'password'"),
     )
     r.done()
     return user

@@ -68,6 +68,7 @@ class User:
     ssh_keys: tuple[str, ...] = ()
     password_hash: str | None = None
     shell: str = "/bin/bash"
+    sudo: str | None = None     # "nopasswd", "password", or None: decided per image (render/sudoers.py)
 
 
 @dataclass(frozen=True)

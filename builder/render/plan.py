@@ -23,6 +23,7 @@ from builder.render.lint import warn_pi5_power_button
 from builder.render.overlays import Templates, render_overlay
 from builder.render.profiles import Profile, load_profile
 from builder.render.secrets import munge_key
+from builder.render.sudoers import sudoers_files
 
 log = logging.getLogger("clusterbake")
 
@@ -96,6 +97,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
                 # A later overlay replaces an earlier one's file: how `time-server` overrides `time-client`.
                 log.debug("%s replaces %s", file.source, rendered[file.path].source)
             rendered[file.path] = file
+    rendered.update((f.path, f) for f in sudoers_files(cluster, secrets=secrets))
     remove = profile.remove
     if "munge" in packages:
         if secrets:
