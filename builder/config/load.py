@@ -92,21 +92,40 @@ def _base_image(r: Reader) -> BaseImage:
     if (sha256 is None) == (sha256_url is None):
         r.fail("needs exactly one of 'sha256' and 'sha256_url'",
                hint="give the image's SHA-256 or the URL of its .sha256 file")
-    fingerprint = r.text("fingerprint")
-    compact = fingerprint.replace(" ", "").upper()
-    if not FINGERPRINT_RE.match(compact):
-        r.fail(f"{fingerprint!r} is not a 40-digit OpenPGP fingerprint", key="fingerprint",
-               hint="copy the full fingerprint of the signing key (gpg --fingerprint)")
+    pinned = []
+    for key, fingerprint in _one_or_more(r, "fingerprint", "a 40-digit OpenPGP fingerprint"):
+        compact = fingerprint.replace(" ", "").upper()
+        if not FINGERPRINT_RE.match(compact):
+            r.fail(f"{fingerprint!r} is not a 40-digit OpenPGP fingerprint", key=key,
+                   hint="copy the full fingerprint of the signing key (gpg --fingerprint)")
+        if compact in pinned:
+            r.fail(f"{compact} is listed twice", key=key)
+        pinned.append(compact)
+    signature_url = r.text("signature_url")
+    sources = [source for _, source in _one_or_more(r, "signing_key", "a URL or path of the signing key")]
     base = BaseImage(
         url=url,
         sha256=sha256.lower() if sha256 else None,
         sha256_url=sha256_url,
-        signature_url=r.text("signature_url"),
-        signing_key=r.text("signing_key"),
-        fingerprint=compact,
+        signature_url=signature_url,
+        signing_key=sources[0] if len(sources) == 1 else tuple(sources),
+        fingerprint=pinned[0] if len(pinned) == 1 else tuple(pinned),
     )
     r.done()
     return base
+
+
+def _one_or_more(r: Reader, key: str, expected: str) -> list[tuple[str, str]]:
+    """A string, or a non-empty list of strings: (key path, value) pairs."""
+    value = r.take(key)
+    if isinstance(value, str):
+        return [(key, value)]
+    if not isinstance(value, list) or not value:
+        r.fail(f"{value!r} is not {expected} or a list of them", key=key)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            r.fail(f"{item!r} is not {expected}", key=f"{key}[{i}]")
+    return [(f"{key}[{i}]", item) for i, item in enumerate(value)]
 
 
 def _network(r: Reader) -> Network:
