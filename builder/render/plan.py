@@ -42,6 +42,7 @@ class RenderPlan:
     files: tuple[ImageFile, ...]                # sorted by path, so a directory comes before its contents
     remove: tuple[str, ...]                     # globs to delete from the image, before `files` are written
     config_txt_lines: tuple[str, ...]           # for apply_config_txt
+    config_txt_boards: tuple[tuple[str, tuple[str, ...]], ...]   # (board, lines) of the boards this image runs on
     remove_serial_console: bool                 # for apply_cmdline
     cmdline_args: tuple[str, ...]               # for apply_cmdline(add=…)
     boot_files: tuple[tuple[str, bytes], ...]   # (name, data) for the FAT partition
@@ -119,6 +120,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         files=files,
         remove=remove,
         config_txt_lines=profile.config_txt,
+        config_txt_boards=_boards_lines(profile, members),
         remove_serial_console=profile.remove_serial_console,
         cmdline_args=profile.cmdline,
         boot_files=tuple(sorted(boot)),
@@ -165,6 +167,13 @@ def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profi
         })
     return {"cluster": cluster.name, "role": profile.role, "nodes": nodes,
             "json": json.dumps({"cluster": cluster.name, "role": profile.role, "nodes": nodes}, indent=2)}
+
+
+def _boards_lines(profile: Profile, members: tuple[Node, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each board's own config.txt lines, for the boards among the image's nodes (every board when it has
+    none yet); a role image whose nodes mix Pi 4 and Pi 5 gets both, each under its `[pi4]`/`[pi5]` filter."""
+    boards = {node.board for node in members}
+    return tuple((board, lines) for board, lines in profile.config_txt_boards if not boards or board in boards)
 
 
 def _add(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
