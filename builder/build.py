@@ -18,7 +18,7 @@ from builder.config.model import Cluster
 from builder.image import OpenImage, atomic_output, grow_image, open_image
 from builder.paths import repo_root
 from builder.progress import step
-from builder.provision.accounts import create_users
+from builder.provision.accounts import check_sudoers, create_users
 from builder.provision.files import apply_boot_edits, remove_paths, write_files
 from builder.provision.packages import install_packages
 from builder.provision.services import set_services
@@ -127,6 +127,7 @@ def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bo
         with step(f"Write {len(plan.files)} rendered files"):
             remove_paths(img, plan.remove)
             write_files(img, plan.files)
+            check_sudoers(img, chroot, plan.files)
         with step("Services"):
             set_services(img, chroot, enable=plan.enable, disable=plan.disable, mask=plan.mask,
                          source=plan.source)

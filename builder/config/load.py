@@ -21,6 +21,7 @@ FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 SERIAL_RE = re.compile(r"^[0-9a-f]{8,16}$")
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
+SUDO_MODES = ("nopasswd", "password")
 
 
 def read_yaml(path: Path) -> object:
@@ -91,21 +92,40 @@ def _base_image(r: Reader) -> BaseImage:
     if (sha256 is None) == (sha256_url is None):
         r.fail("needs exactly one of 'sha256' and 'sha256_url'",
                hint="give the image's SHA-256 or the URL of its .sha256 file")
-    fingerprint = r.text("fingerprint")
-    compact = fingerprint.replace(" ", "").upper()
-    if not FINGERPRINT_RE.match(compact):
-        r.fail(f"{fingerprint!r} is not a 40-digit OpenPGP fingerprint", key="fingerprint",
-               hint="copy the full fingerprint of the signing key (gpg --fingerprint)")
+    pinned = []
+    for key, fingerprint in _one_or_more(r, "fingerprint", "a 40-digit OpenPGP fingerprint"):
+        compact = fingerprint.replace(" ", "").upper()
+        if not FINGERPRINT_RE.match(compact):
+            r.fail(f"{fingerprint!r} is not a 40-digit OpenPGP fingerprint", key=key,
+                   hint="copy the full fingerprint of the signing key (gpg --fingerprint)")
+        if compact in pinned:
+            r.fail(f"{compact} is listed twice", key=key)
+        pinned.append(compact)
+    signature_url = r.text("signature_url")
+    sources = [source for _, source in _one_or_more(r, "signing_key", "a URL or path of the signing key")]
     base = BaseImage(
         url=url,
         sha256=sha256.lower() if sha256 else None,
         sha256_url=sha256_url,
-        signature_url=r.text("signature_url"),
-        signing_key=r.text("signing_key"),
-        fingerprint=compact,
+        signature_url=signature_url,
+        signing_key=sources[0] if len(sources) == 1 else tuple(sources),
+        fingerprint=pinned[0] if len(pinned) == 1 else tuple(pinned),
     )
     r.done()
     return base
+
+
+def _one_or_more(r: Reader, key: str, expected: str) -> list[tuple[str, str]]:
+    """A string, or a non-empty list of strings: (key path, value) pairs."""
+    value = r.take(key)
+    if isinstance(value, str):
+        return [(key, value)]
+    if not isinstance(value, list) or not value:
+        r.fail(f"{value!r} is not {expected} or a list of them", key=key)
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            r.fail(f"{item!r} is not {expected}", key=f"{key}[{i}]")
+    return [(f"{key}[{i}]", item) for i, item in enumerate(value)]
 
 
 def _network(r: Reader) -> Network:
@@ -179,6 +199,7 @@ def _user(r: Reader) -> User:
         ssh_keys=tuple(keys),
         password_hash=password_hash,
         shell=r.text("shell", "/bin/bash", pattern=lambda v: v.startswith("/"), expected="an absolute path"),
+        sudo=r.text("sudo", None, pattern=lambda v: v in SUDO_MODES, expected="'nopasswd' or 'password'"),
     )
     r.done()
     return user

@@ -24,6 +24,7 @@ DTPARAM_PINS: dict[str, tuple[int, ...]] = {
     "i2c1": (2, 3),
     "spi": (7, 8, 9, 10, 11),
     "i2s": (18, 19, 20, 21),
+    "uart0": (14, 15),       # Pi 5: UART0 on GPIO14/15 (/dev/ttyAMA0)
 }
 
 # Overlays and the pins they use when no pin parameter is given (from the overlays' README).
@@ -36,6 +37,7 @@ OVERLAY_DEFAULT_PINS: dict[str, tuple[int, ...]] = {
     "i2c-rtc": (2, 3),
     "i2c-gpio": (23, 24),
     "uart0": (14, 15),
+    "uart0-pi5": (14, 15),
 }
 
 PIN_PARAMS = ("gpiopin", "gpio_pin", "pin", "gpio")

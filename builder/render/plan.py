@@ -23,6 +23,7 @@ from builder.render.lint import warn_pi5_power_button
 from builder.render.overlays import Templates, render_overlay
 from builder.render.profiles import Profile, load_profile
 from builder.render.secrets import munge_key
+from builder.render.sudoers import sudoers_files
 
 log = logging.getLogger("clusterbake")
 
@@ -45,6 +46,7 @@ class RenderPlan:
     files: tuple[ImageFile, ...]                # sorted by path, so a directory comes before its contents
     remove: tuple[str, ...]                     # globs to delete from the image, before `files` are written
     config_txt_lines: tuple[str, ...]           # for apply_config_txt
+    config_txt_boards: tuple[tuple[str, tuple[str, ...]], ...]   # (board, lines) of the boards this image runs on
     remove_serial_console: bool                 # for apply_cmdline
     cmdline_args: tuple[str, ...]               # for apply_cmdline(add=…)
     boot_files: tuple[tuple[str, bytes], ...]   # (name, data) for the FAT partition
@@ -106,6 +108,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
                 log.debug("%s replaces %s", file.source, rendered[file.path].source)
             rendered[file.path] = file
     rendered[PRESET_FILE] = _presets(enable, (*disable, *mask), profile.file)
+    rendered.update((f.path, f) for f in sudoers_files(cluster, secrets=secrets))
     if "munge" in packages:
         if secrets:
             rendered[MUNGE_KEY] = ImageFile(MUNGE_KEY, munge_key(cluster.secrets_dir), 0o400, "munge", "munge",
@@ -127,6 +130,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         files=files,
         remove=remove,
         config_txt_lines=profile.config_txt,
+        config_txt_boards=_boards_lines(profile, members),
         remove_serial_console=profile.remove_serial_console,
         cmdline_args=profile.cmdline,
         boot_files=tuple(sorted(boot)),
@@ -187,6 +191,13 @@ def _presets(enable: tuple[str, ...], disable: tuple[str, ...], source: str) -> 
                      if at and "." in instance and not instance.startswith(".") else f"enable {unit}")
     lines += [f"disable {unit}" for unit in disable if unit not in enable]
     return ImageFile(PRESET_FILE, ("\n".join(lines) + "\n").encode(), source=source)
+
+
+def _boards_lines(profile: Profile, members: tuple[Node, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each board's own config.txt lines, for the boards among the image's nodes (every board when it has
+    none yet); a role image whose nodes mix Pi 4 and Pi 5 gets both, each under its `[pi4]`/`[pi5]` filter."""
+    boards = {node.board for node in members}
+    return tuple((board, lines) for board, lines in profile.config_txt_boards if not boards or board in boards)
 
 
 def _add(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ ROLE_RE = re.compile(r"^[a-z0-9-]+$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
 SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+BOARDS = ("pi4", "pi5")    # config.txt's model filters for the boards of BOARD_MODELS
 LIST_KEYS = ("packages", "enable", "disable", "overlays")
 
 
@@ -56,6 +57,7 @@ class Profile:
     role_image: Extras = field(default_factory=Extras)
     settings: Mapping[str, Any] = field(default_factory=dict)
     config_txt: tuple[str, ...] = ()
+    config_txt_boards: tuple[tuple[str, tuple[str, ...]], ...] = ()   # (board, lines), for `[pi4]`/`[pi5]`
     cmdline: tuple[str, ...] = ()
     remove_serial_console: bool = False
     gpio: tuple[GpioClaim, ...] = ()       # every claim, from `gpio:` and from config.txt lines
@@ -84,6 +86,7 @@ class _Raw:
     role_lists: dict[str, list[str]]
     settings: dict[str, Any]
     config_txt: list[str]
+    config_txt_boards: dict[str, list[str]]
     cmdline: list[str]
     remove_serial_console: bool
     gpio: dict[int, str]
@@ -148,6 +151,7 @@ def _read_profile(path: Path, name: str) -> _Raw:
         role_lists={},
         settings=_settings(top),
         config_txt=_strings(top, "config_txt"),
+        config_txt_boards=_board_lines(top),
         cmdline=_strings(top, "cmdline"),
         remove_serial_console=top.flag("remove_serial_console", False),
         gpio=_gpio(top),
@@ -191,6 +195,13 @@ def _strings(r: Reader, key: str) -> list[str]:
         if not isinstance(value, str) or "\n" in value:
             r.fail(f"{value!r} is not one line of text", key=f"{key}[{i}]")
     return list(values)
+
+
+def _board_lines(r: Reader) -> dict[str, list[str]]:
+    boards = r.sub("config_txt_boards", {})
+    lines = {board: _strings(boards, board) for board in BOARDS}
+    boards.done()
+    return {board: values for board, values in lines.items() if values}
 
 
 def _settings(r: Reader) -> dict[str, Any]:
@@ -241,7 +252,19 @@ def _merge(role: str, order: list[_Raw]) -> Profile:
                     if key == "config_txt":
                         claims.extend(claims_of_line(line, raw.name))
         claims.extend(GpioClaim(pin, purpose, raw.name) for pin, purpose in raw.gpio.items())
-    check_gpio(role, claims)
+    by_board: dict[str, list[str]] = {}
+    board_claims: dict[str, list[GpioClaim]] = {board: [] for board in BOARDS}
+    for raw in order:
+        for board, templates in raw.config_txt_boards.items():
+            target = by_board.setdefault(board, [])
+            for i, template in enumerate(templates):
+                line = _expand(raw, f"config_txt_boards.{board}[{i}]", template, settings)
+                if line and line not in target:
+                    target.append(line)
+                    board_claims[board].extend(claims_of_line(line, raw.name))
+    # A board's own lines share the header with the lines for all boards, not with the other board's.
+    for board in BOARDS:
+        check_gpio(role, [*claims, *board_claims[board]])
     return Profile(
         role=role,
         sources=tuple(raw.name for raw in order),
@@ -259,9 +282,10 @@ def _merge(role: str, order: list[_Raw]) -> Profile:
         ),
         settings=settings,
         config_txt=tuple(config_txt),
+        config_txt_boards=tuple((board, tuple(by_board[board])) for board in BOARDS if by_board.get(board)),
         cmdline=tuple(cmdline),
         remove_serial_console=any(raw.remove_serial_console for raw in order),
-        gpio=tuple(claims),
+        gpio=tuple(claims) + tuple(c for board in BOARDS for c in board_claims[board]),
         remove=_union(raw.remove for raw in order),
         grow_mib=sum(raw.grow_mib for raw in order),
     )

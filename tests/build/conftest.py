@@ -1,7 +1,8 @@
 """The images every build test inspects, built ONCE per session through the CLI.
 
 A four-node lab (controller, time server that also computes, two compute nodes, two users, one
-of them the first user with a password hash) over the stand-in base served on 127.0.0.1:
+of them the first user with a password hash, the other with `sudo: nopasswd`) over the stand-in
+base served on 127.0.0.1:
   role images   rolelab-controller.img, rolelab-timeserver.img, rolelab-compute.img (`images`)
   node image    rolelab-c1.img (`build --node c1`)
   release-like  nosecrets/rolelab-compute.img (`build --role compute --no-secrets`)
@@ -49,7 +50,7 @@ def lab_data(base_image: Mapping[str, str], secrets_dir: Path) -> dict[str, obje
         "users": [
             {"name": "alice", "uid": 2001, "groups": ["sudo", "bob"], "ssh_keys": [ALICE_KEY],
              "password_hash": ALICE_HASH},
-            {"name": "bob", "uid": 2002, "gid": 2100, "ssh_keys": BOB_KEYS},
+            {"name": "bob", "uid": 2002, "gid": 2100, "ssh_keys": BOB_KEYS, "sudo": "nopasswd"},
         ],
         "first_user": "alice",
         "secrets_dir": str(secrets_dir),

@@ -32,7 +32,13 @@ def test_reference_cluster_loads() -> None:
     assert cluster.name == "picluster"
     assert [n.name for n in cluster.nodes_with_role("compute")] == [f"node0{i}" for i in range(1, 7)]
     assert cluster.node("gps").board == "pi4"
-    assert cluster.base_image.fingerprint == "54C3DD610D9D1B4AF82A37758738CD6B956F460C"
+    # Raspberry Pi rotated its Downloads Signing Key with the 2025-11-24 release.
+    assert cluster.base_image.fingerprints == ("F4AADD86C4687D69AE04543E796C114AD12B2292",)
+    assert cluster.base_image.url.endswith(
+        "/raspios_lite_arm64-2026-09-15/2026-09-15-raspios-trixie-arm64-lite.img.xz")
+    assert cluster.base_image.signature_url == cluster.base_image.url + ".sig"
+    assert cluster.base_image.sha256_url == cluster.base_image.url + ".sha256"
+    assert cluster.base_image.signing_keys[1].endswith("search=0xF4AADD86C4687D69AE04543E796C114AD12B2292")
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ from builder.config import load_cluster
 from builder.paths import repo_root
 from builder.publish.release import publish_role
 from tests.flash.cardtools import loop_card, sha256_prefix
+from tests.publish import imager_schema
 from tests.publish.conftest import ReleaseKey
 from tests.publish.imagetree import boot_files, mounted_root, tree
 
@@ -132,9 +133,10 @@ def test_os_list_describes_the_files(release: Release) -> None:
         assert entry["extract_sha256"] == _sha256(release.raw[role])
         assert entry["release_date"] == DATE
         assert entry["devices"] == devices[role]
-        with mounted_root(release.raw[role]) as root:
-            has_cloud_init = "Package: cloud-init\n" in (root / "var/lib/dpkg/status").read_text()
-        assert entry["init_format"] == ("cloudinit-rpi" if has_cloud_init else "systemd")
+        # Already customised: Imager must not offer to rewrite hostname, users or network.
+        assert entry["init_format"] == "none"
+    doc = json.loads((release.dist / "os_list.json").read_text())
+    assert imager_schema.problems(doc) == [] and imager_schema.unmatched_devices(doc) == []
 
 
 def _secrets(root: Path) -> list[str]:

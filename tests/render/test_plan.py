@@ -119,7 +119,8 @@ def test_time_server_runs_gpsd_and_chrony_with_pps(small: Cluster) -> None:
     assert {"gpsd", "chrony", "slurmd"} <= set(p.packages)
     assert {"gpsd.service", "chrony.service", "slurmd.service"} <= set(p.enable)
     assert "systemd-timesyncd.service" in p.disable
-    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown", "enable_uart=1", "dtoverlay=pps-gpio,gpiopin=18")
+    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown", "dtoverlay=pps-gpio,gpiopin=18")
+    assert p.config_txt_boards == (("pi4", ("enable_uart=1",)),)    # clock is a Pi 4
     assert p.remove_serial_console
 
 
