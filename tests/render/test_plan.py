@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import slurm_syntax
 import yaml
-from render_support import OVERLAYS, PROFILES, file, paths, plan, text
+from render_support import BOB_KEYS, OVERLAYS, PROFILES, file, paths, plan, text
 
 from builder.config import Cluster, load_cluster
 from builder.errors import InputError
@@ -193,7 +193,7 @@ def test_users_get_their_keys_with_private_modes(small: Cluster) -> None:
         assert (auth.owner, auth.group, auth.mode) == (name, name, 0o600)
         lines = auth.data.decode().splitlines()
         assert len(lines) == keys and all(line.startswith("ssh-") for line in lines)
-    assert "ssh-rsa AAAAB3NzaC1yc2E bob@b\n" in text(p, "/home/bob/.ssh/authorized_keys")
+    assert BOB_KEYS[1] + "\n" in text(p, "/home/bob/.ssh/authorized_keys")
 
 
 def test_sshd_and_host_keys(small: Cluster, reference: Cluster) -> None:
