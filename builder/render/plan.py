@@ -29,6 +29,9 @@ log = logging.getLogger("clusterbake")
 BOOT_PREFIX = "/boot/firmware/"
 MUNGE_KEY = "/etc/munge/munge.key"
 USER_WIZARD = "userconfig.service"
+TIME_SOURCE = "gpsd.service"    # what a role serving the cluster's time runs (see profiles/timeserver.yaml)
+
+_warned: set[Path] = set()      # clusters already warned about, so that each role's plan does not repeat it
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,29 @@ def _node(cluster: Cluster, name: str) -> Node:
 
 
 def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
+    """What the cluster file and the profiles say together: one slurmctld, a time server that serves time."""
+    file = cluster.source.name
     controller = cluster.node(cluster.slurm_controller)
     if not profiles[controller.role].runs("slurmctld.service"):
         raise InputError(
-            f"{cluster.source.name}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
+            f"{file}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
             f"whose profile does not enable slurmctld.service",
             hint="name a node whose role runs slurmctld (e.g. the controller)")
+    for i, node in enumerate(cluster.nodes):
+        if node.name != controller.name and profiles[node.role].runs("slurmctld.service"):
+            raise InputError(
+                f"{file}: nodes[{i}].role: {node.name!r} would run a second slurmctld (role {node.role!r}); "
+                f"slurm.controller is {controller.name!r}",
+                hint="give the cluster one node whose role runs slurmctld")
+    server = cluster.node(cluster.time_server)
+    if not profiles[server.role].runs(TIME_SOURCE):
+        raise InputError(
+            f"{file}: time.server: {server.name!r} has role {server.role!r}, whose profile does not enable "
+            f"{TIME_SOURCE}: it serves no time", hint="name the node with the GPS receiver (e.g. role timeserver)")
+    if not any(profiles[n.role].runs("slurmd.service") for n in cluster.nodes) and cluster.source not in _warned:
+        _warned.add(cluster.source)
+        log.warning("%s: no node runs slurmd: the partition %s has no nodes to run jobs on", file,
+                    cluster.slurm_partition)
 
 
 def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profile, templates: Templates,

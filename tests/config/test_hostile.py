@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 from hostile_cases import CASES
-from hostile_support import Case, Sandbox, judge, run_inprocess, run_process, snapshot
+from hostile_support import Case, Sandbox, judge, run_forked, run_inprocess, run_process, snapshot
 
 IN_PROCESS_BOUND = 5.0
 CHILD_BOUND = 20.0
@@ -29,7 +29,7 @@ def test_hostile_input_is_one_line(case: Case, tmp_path, monkeypatch, capsys) ->
     box.write()
     before = snapshot(box.root)
     if case.process:
-        outcome = run_process(box, timeout=CHILD_BOUND + 10)
+        outcome = run_forked(box, timeout=CHILD_BOUND + 10)
         judge(case, box, outcome, before, CHILD_BOUND)
     else:
         outcome = run_inprocess(box, monkeypatch, capsys)
@@ -47,6 +47,20 @@ def test_the_valid_sandbox_passes(tmp_path, monkeypatch, capsys) -> None:
 def test_the_valid_sandbox_passes_in_a_child(tmp_path) -> None:
     outcome = run_process(Sandbox(tmp_path / "box"))
     assert outcome.code == 0, outcome.stderr
+
+
+REAL_CLI = ["cluster-fifo", "cluster-dev-zero", "cluster-alias-bomb", "overlay-fifo", "profile-lipsum-globals",
+            "url-bad-ipv6", "overlays-env-missing"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in REAL_CLI], ids=lambda c: c.id)
+def test_through_python_m_builder(case: Case, tmp_path) -> None:
+    """A few of the cases through a real `python -m builder check`, as a user would run it."""
+    box = Sandbox(tmp_path / "box")
+    case.make(box)
+    box.write()
+    before = snapshot(box.root)
+    judge(case, box, run_process(box, timeout=CHILD_BOUND + 10), before, CHILD_BOUND)
 
 
 def test_a_cluster_without_slurmd_nodes_is_a_warning(tmp_path, monkeypatch, capsys) -> None:
