@@ -75,7 +75,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
 def _base_image(r: Reader) -> BaseImage:
     url = r.text("url", check=grammar.url_problem)
     if not url.endswith(IMAGE_SUFFIXES):
-        r.fail(f"{url!r} does not end in one of {', '.join(IMAGE_SUFFIXES)}", key="url",
+        r.fail(f"{shown(url)} does not end in one of {', '.join(IMAGE_SUFFIXES)}", key="url",
                hint="point at the .img.xz (or .img.gz, .img.zst, .img) file itself")
     sha256 = r.text("sha256", None, pattern=HEX64_RE.fullmatch, expected="64 hexadecimal digits")
     sha256_url = r.text("sha256_url", None, check=grammar.url_problem)
@@ -85,7 +85,7 @@ def _base_image(r: Reader) -> BaseImage:
     fingerprint = r.text("fingerprint")
     compact = fingerprint.replace(" ", "").upper()
     if not FINGERPRINT_RE.fullmatch(compact):
-        r.fail(f"{fingerprint!r} is not a 40-digit OpenPGP fingerprint", key="fingerprint",
+        r.fail(f"{shown(fingerprint)} is not a 40-digit OpenPGP fingerprint", key="fingerprint",
                hint="copy the full fingerprint of the signing key (gpg --fingerprint)")
     base = BaseImage(
         url=url,
@@ -110,7 +110,7 @@ def _network(r: Reader) -> Network:
         try:
             dns.append(IPv4Address(value))
         except ValueError:
-            r.fail(f"{value!r} is not an IPv4 address", key=f"dns[{i}]")
+            r.fail(f"{shown(value)} is not an IPv4 address", key=f"dns[{i}]")
     network = Network(
         subnet=subnet,
         gateway=gateway,
@@ -240,7 +240,7 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
         seen_ips[node.ip] = i
     for key, ref in (("time.server", cluster.time_server), ("slurm.controller", cluster.slurm_controller)):
         if ref not in seen_names:
-            top.fail(f"{ref!r} names no node", path=key, hint="use one of " + ", ".join(seen_names))
+            top.fail(f"{shown(ref)} names no node", path=key, hint="use one of " + ", ".join(seen_names))
     user_names = [u.name for u in cluster.users]
     for i, user in enumerate(cluster.users):
         if user_names.index(user.name) != i:

@@ -30,6 +30,8 @@ class Reader:
     def key_path(self, key: str | int) -> str:
         if isinstance(key, int):
             return f"{self.path}[{key}]"
+        if len(key) > 80 or control_problem(key):   # a key from the file itself, shown safely
+            key = shown(key)
         return f"{self.path}.{key}" if self.path else key
 
     def fail(self, problem: str, *, key: str | int | None = None, path: str | None = None,

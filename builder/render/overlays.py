@@ -231,7 +231,7 @@ def _bindings(templates: Templates, manifest: Manifest, rel: str, source: str,
     for var, expr in loops:
         items = templates.evaluate(source.removeprefix(templates.label + "/"), expr, context)
         if isinstance(items, str | bytes | Mapping) or not hasattr(items, "__iter__"):
-            raise InputError(f"{source}: each: {expr!r} is not a list", hint="loop over a list such as users")
+            raise InputError(f"{source}: each: {shown(expr)} is not a list", hint="loop over a list such as users")
         choices.append([(var, item) for item in items])
     return [dict(combo) for combo in product(*choices)]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.config.grammar import shown
 from builder.config.model import Cluster, Node
 from builder.errors import InputError
 from builder.render.context import build_context
@@ -132,7 +133,7 @@ def _node(cluster: Cluster, name: str) -> Node:
     try:
         return cluster.node(name)
     except KeyError:
-        raise InputError(f"{cluster.source.name}: nodes: no node named {name!r}",
+        raise InputError(f"{cluster.source.name}: nodes: no node named {shown(name)}",
                          hint="use one of " + ", ".join(n.name for n in cluster.nodes)) from None
 
 

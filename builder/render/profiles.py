@@ -103,7 +103,7 @@ def load_profile(profiles_dir: Path, role: str) -> Profile:
     """Read `role` and everything it includes (and `common`), check it, and merge it."""
     profiles_dir = Path(profiles_dir)
     if not ROLE_RE.fullmatch(role) or role == COMMON or not _exists(profiles_dir / f"{role}.yaml"):
-        raise InputError(f"role {role!r} has no profile {profiles_dir.name}/{role}.yaml",
+        raise InputError(f"role {shown(role)} has no profile {profiles_dir.name}/{role}.yaml",
                          hint="use one of " + ", ".join(available_roles(profiles_dir)) + " or add that profile")
     order: list[_Raw] = []
     seen: set[str] = set()
