@@ -544,7 +544,26 @@ def env(name: str, value: str) -> Make:
     return make
 
 
+def fetch_sums(kind: str) -> Make:
+    """`fetch` with the checksum list a local path: read before anything is downloaded or cached."""
+    def make(box: Sandbox) -> None:
+        box.command = "fetch"
+        del box.data["base_image"]["sha256"]
+        box.data["base_image"]["url"] = "image.img.xz"
+        work = box.root / "work"
+        if kind == "fifo":
+            _fifo(work / "sums.sha256")
+        elif kind == "huge":
+            (work / "sums.sha256").write_bytes(b"0" * (4 << 20))
+        elif kind == "directory":
+            (work / "sums.sha256").mkdir()
+        box.data["base_image"]["sha256_url"] = "/dev/zero" if kind == "dev-zero" else "sums.sha256"
+    return make
+
+
 LATE: list[Case] = [
+    *(Case(f"fetch-sha256-list-{kind}", fetch_sums(kind), "base_image.sha256_url", process=True)
+      for kind in ("fifo", "dev-zero", "huge", "directory")),
     Case("secrets-file", secrets_at(_file), "secrets_dir"),
     Case("secrets-under-file", secrets_at(_under_file), "secrets_dir"),
     Case("secrets-etc", at(("secrets_dir",), "/etc"), "secrets_dir"),

@@ -82,7 +82,7 @@ class Sandbox:
     data: dict[str, Any] = field(default_factory=valid)
     cluster_text: str | bytes | None = None
     cluster_arg: str | None = None
-    command: str = "check"
+    command: str = "check"      # `fetch` for the files only a download reads (run with --quiet)
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -122,6 +122,10 @@ class Sandbox:
             self.cluster.write_text(self.cluster_text)
         return str(self.cluster)
 
+    def argv(self, cluster: str | None = None) -> list[str]:
+        quiet = ["--quiet"] if self.command != "check" else []
+        return [*quiet, self.command, "--cluster", cluster or self.write(), "--cache", str(self.root / "cache")]
+
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERBAKE_")}
         env.update(HOME=str(self.root / "home"), XDG_CONFIG_HOME=str(self.root / "config"),
@@ -154,8 +158,7 @@ def _limit_memory() -> None:
 
 def run_process(box: Sandbox, timeout: float = 30) -> Outcome:
     """`python -m builder check` in a child with bounded memory and time (for input that may hang)."""
-    argv = [sys.executable, "-m", "builder", box.command, "--cluster", box.write(), "--cache",
-            str(box.root / "cache")]
+    argv = [sys.executable, "-m", "builder", *box.argv()]
     env = box.environment()
     env["PYTHONPATH"] = str(ROOT)
     start = time.monotonic()
@@ -172,7 +175,7 @@ def run_forked(box: Sandbox, timeout: float = 30) -> Outcome:
     /dev/zero fails the case instead of the test run, at the cost of a fork, not of a new interpreter."""
     from builder.cli import main
 
-    argv = [box.command, "--cluster", box.write(), "--cache", str(box.root / "cache")]
+    argv = box.argv()
     out_file, err_file = box.root.parent / "stdout", box.root.parent / "stderr"
     start = time.monotonic()
     pid = os.fork()
@@ -212,7 +215,7 @@ def run_inprocess(box: Sandbox, monkeypatch: Any, capsys: Any) -> Outcome:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(box.root / "work")
     start = time.monotonic()
-    code = main([box.command, "--cluster", cluster, "--cache", str(box.root / "cache")])
+    code = main(box.argv(cluster))
     seconds = time.monotonic() - start
     out = capsys.readouterr()
     return Outcome(code, out.out, out.err, seconds)
