@@ -7,7 +7,6 @@ the rendered files, accounts and services (seconds). Changing a template only re
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import run
 from builder.config.model import Cluster
 from builder.image import OpenImage, atomic_output, grow_image, open_image
-from builder.paths import repo_root
+from builder.paths import data_dir
 from builder.progress import step
 from builder.provision.accounts import check_sudoers, create_users
 from builder.provision.files import apply_boot_edits, remove_paths, write_files
@@ -47,12 +46,12 @@ class BuildRequest:
 
 def profiles_dir() -> Path:
     """The role profiles: $CLUSTERBAKE_PROFILES, else the repository's profiles/."""
-    return Path(os.environ.get("CLUSTERBAKE_PROFILES") or repo_root() / "profiles")
+    return data_dir("CLUSTERBAKE_PROFILES", "profiles")
 
 
 def overlays_dir() -> Path:
     """The overlay trees: $CLUSTERBAKE_OVERLAYS, else the repository's overlays/."""
-    return Path(os.environ.get("CLUSTERBAKE_OVERLAYS") or repo_root() / "overlays")
+    return data_dir("CLUSTERBAKE_OVERLAYS", "overlays")
 
 
 def plan_build(req: BuildRequest) -> RenderPlan:

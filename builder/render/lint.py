@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from builder.config.grammar import shown
 from builder.config.model import Node
 from builder.errors import InputError
 
@@ -83,8 +84,8 @@ def check_gpio(role: str, claims: Iterable[GpioClaim]) -> None:
         if claim.pin == POWER_BUTTON_PIN:
             hint = "GPIO3 (pin 5) is the power button; move the other use elsewhere (I2C needs GPIO2/3: drop it)"
         raise InputError(
-            f"profiles/{role}.yaml: GPIO{claim.pin} is claimed twice: {other.what!r} ({other.profile}.yaml) "
-            f"and {claim.what!r} ({claim.profile}.yaml)",
+            f"profiles/{role}.yaml: GPIO{claim.pin} is claimed twice: {shown(other.what)} ({other.profile}.yaml) "
+            f"and {shown(claim.what)} ({claim.profile}.yaml)",
             hint=hint,
         )
 

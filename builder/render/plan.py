@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.config.grammar import shown
 from builder.config.model import Cluster, Node
 from builder.errors import InputError
 from builder.render.context import build_context
@@ -33,6 +34,9 @@ USER_WIZARD = "userconfig.service"
 CONSOLE_LOGIN = "getty@tty1.service"
 RENAME_BANNER = "/etc/ssh/sshd_config.d/rename_user.conf"
 PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
+TIME_SOURCE = "gpsd.service"    # what a role serving the cluster's time runs (see profiles/timeserver.yaml)
+
+_warned: set[Path] = set()      # clusters already warned about, so that each role's plan does not repeat it
 
 
 @dataclass(frozen=True)
@@ -143,17 +147,34 @@ def _node(cluster: Cluster, name: str) -> Node:
     try:
         return cluster.node(name)
     except KeyError:
-        raise InputError(f"{cluster.source.name}: nodes: no node named {name!r}",
+        raise InputError(f"{cluster.source.name}: nodes: no node named {shown(name)}",
                          hint="use one of " + ", ".join(n.name for n in cluster.nodes)) from None
 
 
 def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
+    """What the cluster file and the profiles say together: one slurmctld, a time server that serves time."""
+    file = cluster.source.name
     controller = cluster.node(cluster.slurm_controller)
     if not profiles[controller.role].runs("slurmctld.service"):
         raise InputError(
-            f"{cluster.source.name}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
+            f"{file}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
             f"whose profile does not enable slurmctld.service",
             hint="name a node whose role runs slurmctld (e.g. the controller)")
+    for i, node in enumerate(cluster.nodes):
+        if node.name != controller.name and profiles[node.role].runs("slurmctld.service"):
+            raise InputError(
+                f"{file}: nodes[{i}].role: {node.name!r} would run a second slurmctld (role {node.role!r}); "
+                f"slurm.controller is {controller.name!r}",
+                hint="give the cluster one node whose role runs slurmctld")
+    server = cluster.node(cluster.time_server)
+    if not profiles[server.role].runs(TIME_SOURCE):
+        raise InputError(
+            f"{file}: time.server: {server.name!r} has role {server.role!r}, whose profile does not enable "
+            f"{TIME_SOURCE}: it serves no time", hint="name the node with the GPS receiver (e.g. role timeserver)")
+    if not any(profiles[n.role].runs("slurmd.service") for n in cluster.nodes) and cluster.source not in _warned:
+        _warned.add(cluster.source)
+        log.warning("%s: no node runs slurmd: the partition %s has no nodes to run jobs on", file,
+                    cluster.slurm_partition)
 
 
 def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profile, templates: Templates,

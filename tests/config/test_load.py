@@ -60,8 +60,8 @@ def test_reference_cluster_loads() -> None:
         (lambda d: d["base_image"].update(fingerprint="1234"), "base_image.fingerprint: '1234' is not a 40"),
         (lambda d: d["nodes"][0].update(model="pi9"), "nodes[0].model: 'pi9' is not a known board model"),
         (lambda d: d["nodes"][0].update(role="gpu"), "nodes[0].role: role 'gpu' has no profile"),
-        (lambda d: d["users"][0].update(uid=5), "users[0].uid: 5 is not a whole number >= 1000"),
-        (lambda d: d.update(name="Pi Cluster"), "name: 'Pi Cluster' is not a name of [a-z0-9-]+"),
+        (lambda d: d["users"][0].update(uid=5), "users[0].uid: 5 is not a whole number from 1001 to 60000"),
+        (lambda d: d.update(name="Pi Cluster"), "name: 'Pi Cluster' is not a cluster name (a-z, 0-9 and '-'"),
     ],
 )
 def test_bad_input_names_file_key_and_problem(tmp_path: Path, data: dict, mutate, expected: str) -> None:

@@ -59,5 +59,9 @@ def test_sudo_key_is_read_from_the_cluster_file_and_checked(tmp_path: Path) -> N
     assert load_cluster(path).users[0].sudo == "nopasswd"
     data["users"][0]["sudo"] = True
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(InputError, match=r"users\[0\]\.sudo: True is not 'nopasswd' or 'password'"):
+    with pytest.raises(InputError, match=r"users\[0\]\.sudo: YAML reads the unquoted True as true/false"):
+        load_cluster(path)
+    data["users"][0]["sudo"] = "yes"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=r"users\[0\]\.sudo: 'yes' is not 'nopasswd' or 'password'"):
         load_cluster(path)
