@@ -46,7 +46,7 @@ import yaml
 from builder import progress
 from builder.acquire import fetch_base
 from builder.acquire.decompress import decompress
-from builder.build import BuildRequest, build_images, copy_sparse, layer_path, plan_build, profiles_dir, role_layers
+from builder.build import BuildRequest, build_images, plan_build, profiles_dir
 from builder.cache import staging_dir
 from builder.command import run
 from builder.config import load_cluster
@@ -55,6 +55,7 @@ from builder.demo.publish import publish_standin, serve_standin
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
 from builder.flash import flash
 from builder.image.loop import attached
+from builder.layers import copy_sparse, layer_path, role_layers
 from builder.paths import cache_root, repo_root
 from builder.progress import step
 from builder.publish.bmap import create_bmap, read_bmap

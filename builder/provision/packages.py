@@ -1,7 +1,7 @@
 """Install packages inside the image, under qemu-user, from the image's own apt sources.
 
 Two host caches beside each other make this cheap to repeat:
-  apt-archives/<arch>-<suite>/   downloaded .debs, bind-mounted at /var/cache/apt/archives
+  apt-archives/<arch>-<suite>/   downloaded .debs (each install sees them at /var/cache/apt/archives)
   apt-lists/<day>-<key>/         apt's package lists, bind-mounted at /var/lib/apt/lists
 
 `apt-get update` under emulation takes most of a minute (gpgv, xz and apt's parser all run
@@ -13,11 +13,12 @@ enter the image: the bind mount hides the image's own (empty) lists directory.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from builder.cache import install, locked, make_dirs, recipe_key, staging_dir
@@ -41,20 +42,50 @@ INSTALL_OPTIONS = ("--no-install-recommends", "-o", "Dpkg::Options::=--force-con
 KEEP_DAYS = 2  # lists this many days old or newer stay (a build started yesterday may still use them)
 
 
-def install_packages(img: OpenImage, packages: Sequence[str], *, cache: Path) -> None:
+def install_packages(img: OpenImage, packages: Sequence[str], *, cache: Path, scratch: Path) -> None:
     """`apt-get install` `packages` without recommends, from today's cached lists.
 
-    Builds running at the same time share the archive, and apt gives up at once on its lock
-    there instead of waiting ("Could not get lock /var/cache/apt/archives/lock"): a host lock
-    beside the archive makes concurrent installs wait for each other.
+    apt locks its archive directory for a whole run (and gives up at once on a lock another
+    apt holds): each install gets an archive of its own in `scratch`, made of hard links to
+    the shared one, and what it downloads is linked into the shared one afterwards. So
+    installs running at the same time (layers built side by side) neither wait nor collide.
     """
     if not packages:
         return
     lists = fresh_lists(img, cache)
-    archives = cache / "apt-archives"
-    with img.chroot(apt_cache=archives, apt_lists=lists) as chroot, \
-            step(f"apt-get install {' '.join(packages)}"), locked(archives.with_name("apt-archives.lock")):
+    with own_archive(cache / "apt-archives", scratch / "apt-archives") as archives, \
+            img.chroot(apt_cache=archives, apt_lists=lists) as chroot, step(f"apt-get install {' '.join(packages)}"):
         chroot.run(["apt-get", "install", "-y", "-q", *INSTALL_OPTIONS, *packages])
+
+
+@contextlib.contextmanager
+def own_archive(shared: Path, own: Path) -> Iterator[Path]:
+    """`own` holding a hard link to every package in `shared` (per <arch>-<suite> folder); new ones go back."""
+    make_dirs(shared)
+    for folder in _folders(shared):
+        _link_debs(folder, make_dirs(own / folder.name))
+    yield own
+    for folder in _folders(own):
+        _link_debs(folder, make_dirs(shared / folder.name))
+
+
+def _folders(archive: Path) -> list[Path]:
+    return [entry for entry in archive.iterdir() if entry.is_dir()]
+
+
+def _link_debs(source: Path, dest: Path) -> None:
+    for deb in source.glob("*.deb"):
+        target = dest / deb.name
+        if target.exists():
+            continue
+        try:
+            os.link(deb, target)
+        except FileExistsError:   # another build linked the same package a moment ago
+            pass
+        except OSError:           # another file system: copy, then rename into place
+            tmp = dest / f".{deb.name}.{os.getpid()}"
+            shutil.copyfile(deb, tmp)
+            os.replace(tmp, target)
 
 
 def today() -> str:

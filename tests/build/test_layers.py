@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.build import Layer, role_layers
 from builder.config import Cluster, load_cluster
+from builder.layers import Layer, layer_path, missing_layers, role_layers
 from builder.paths import repo_root
 from builder.render import RenderPlan, render_plan
 from tests.build.conftest import Lab
@@ -105,3 +105,18 @@ def test_role_images_carry_no_apt_lists(lab: Lab) -> None:
     """apt's lists are bind-mounted from the host cache during installs: none end up in an image."""
     for image in lab.all:
         assert [name for name in image.listdir("/var/lib/apt/lists") if "_dists_" in name] == [], image.path.name
+
+
+def test_only_missing_layers_are_built_each_once_on_the_highest_cached_one(reference: Cluster,
+                                                                          tmp_path: Path) -> None:
+    profiles = repo_root() / "profiles"
+    plans = [_plan(reference, profiles, role=r) for r in ("controller", "timeserver", "compute")]
+    compute = role_layers(BASE, plans[2])
+    cache = tmp_path / "cache"
+    todo = missing_layers(BASE, plans, cache)
+    assert [layer.profile for layer, _ in todo] == ["common", "login", "controller", "compute", "timeserver"]
+    below = {layer.profile: image for layer, image in todo}
+    assert below["common"] == BASE and below["timeserver"] == layer_path(cache, compute[1])
+    layer_path(cache, compute[1]).parent.mkdir(parents=True)
+    layer_path(cache, compute[1]).touch()     # compute's top layer cached: nothing below it is needed for it
+    assert [layer.profile for layer, _ in missing_layers(BASE, plans[1:], cache)] == ["timeserver"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.build.conftest import NODES, Lab
+from tests.render.slurm_syntax import expand
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -42,8 +43,10 @@ def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: 
     nodes = {}
     for key, value in settings:
         if key == "NodeName":
-            name, *rest = value.split()
-            nodes[name] = dict(item.split("=", 1) for item in rest)
+            names, *rest = value.split()
+            fields = dict(item.split("=", 1) for item in rest)
+            for name, addr in zip(expand(names), expand(fields["NodeAddr"]), strict=True):
+                nodes[name] = {**fields, "NodeAddr": addr}
     # slurmd runs on the compute nodes and on the time server, which also computes.
     assert sorted(nodes) == ["c1", "c2", "gps"]
     by_name = {n["name"]: n for n in NODES}
@@ -55,7 +58,7 @@ def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: 
     assert len(partitions) == 1
     name, *rest = partitions[0].split()
     fields = dict(item.split("=", 1) for item in rest)
-    assert fields["Default"] == "YES" and sorted(fields["Nodes"].split(",")) == ["c1", "c2", "gps"]
+    assert fields["Default"] == "YES" and sorted(expand(fields["Nodes"])) == ["c1", "c2", "gps"]
     cgroup = dict(_settings(lab.roles["compute"].text("/etc/slurm/cgroup.conf")))
     assert cgroup["CgroupPlugin"] == "cgroup/v2" and cgroup["ConstrainRAMSpace"] == "yes"
 
