@@ -3,7 +3,11 @@
 Raspberry Pi's servers are out of reach from here, so tests and `make demo` start from an
 image shaped like theirs: an MBR disk with a FAT32 `bootfs` at sector 16384 and an ext4
 `rootfs` as the last partition, PARTUUIDs in cmdline.txt and /etc/fstab, no SSH host keys,
-and no Slurm, munge or chrony, so the pipeline has to install them itself.
+and no Slurm, munge or chrony, so the pipeline has to install them itself. It also behaves like
+theirs at first boot: Raspberry Pi OS Lite's Debian packages (udev, NetworkManager, cloud-init…),
+`machine-id` = `uninitialized`, the user wizard enabled and getty@tty1 disabled, a locked `pi`
+user, cloud-init's NoCloud seed on the boot partition, SSH off. Raspberry Pi's own packages are
+reproduced by their observable state from `raspios/` (see raspios/README.md).
 
 Two cache levels, so that a layout change does not rerun debootstrap (minutes under qemu):
   standin/rootfs-<recipe key>.tar          debootstrap output plus the Raspberry-Pi-OS touches
@@ -12,19 +16,24 @@ Two cache levels, so that a layout change does not rerun debootstrap (minutes un
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import output, run
 from builder.errors import CommandFailed, EnvironmentProblem
-from builder.image.chroot import ensure_emulation
+from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, ensure_emulation
+from builder.image.leftovers import kill_processes_in
+from builder.image.mounts import mounted
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.demo")
@@ -33,30 +42,55 @@ MIRROR = "http://deb.debian.org/debian"
 SUITE = "trixie"
 HOSTNAME = "raspberrypi"
 
-# What a Raspberry Pi OS Lite root has that matters to the pipeline; deliberately no
-# slurm, munge or chrony, which the provision stage must install.
+# debootstrap's own pass: a bootable minimal root with apt. debootstrap resolves no virtual
+# packages or alternatives, so the rest is installed by apt afterwards (`LITE_PACKAGES`).
 PACKAGES = (
     "systemd",
     "systemd-sysv",
-    "openssh-server",
-    "python3",
-    "network-manager",
-    # debootstrap resolves no virtual packages: network-manager's default-dbus-system-bus.
+    # network-manager's default-dbus-system-bus, named because debootstrap cannot resolve it.
     "dbus",
-    "iproute2",
-    "ca-certificates",
-    "sudo",
     "apt",
+    "ca-certificates",
 )
+
+# What Raspberry Pi OS Lite installs from Debian (pi-gen stage0-stage2 package lists, trixie),
+# so that what runs at a Pi's first boot runs here too: udev (without it /dev/disk/by-partuuid
+# never appears and the boot partition never mounts), NetworkManager with netplan, cloud-init,
+# avahi, the tools a user expects. Deliberately no slurm, munge or chrony: the provision stage
+# must install them. Left out: compilers and debuggers (build-essential, gdb; minutes under
+# emulation and irrelevant to first boot) and Raspberry Pi's own packages, whose observable
+# state is reproduced from `raspios/` instead (see raspios/README.md).
+LITE_PACKAGES = (
+    "systemd-timesyncd", "udev", "kmod", "e2fsprogs", "dosfstools", "parted", "fdisk",
+    "iputils-ping", "iproute2", "less", "rsync", "sudo", "psmisc", "ed", "ncdu", "unzip", "curl",
+    "usbutils", "bash-completion", "fake-hwclock", "nfs-common", "locales", "cron", "logrotate",
+    "openssh-server", "openssh-client", "avahi-daemon", "network-manager", "netplan.io", "cloud-init",
+    "python3", "apt-listchanges",
+)
+
+# Files reproducing Raspberry Pi's own packages (userconf-pi, rpi-cloud-init-mods, sshswitch).
+TRAITS = Path(__file__).with_name("raspios")
+FIRST_USER = "pi"  # exists in the published image, uid 1000, login disabled
+FIRST_USER_GROUPS = ("adm", "dialout", "cdrom", "audio", "users", "sudo", "video", "plugdev", "input", "netdev")
+
+
+def _traits_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in TRAITS.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(TRAITS)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
 
 # Bump `version` when the tweaks in _make_like_raspios change: it is part of the cache key.
 ROOTFS_RECIPE: dict[str, object] = {
-    "version": 1,
+    "version": 2,
     "suite": SUITE,
     "mirror": MIRROR,
     "arch": "arm64",
     "variant": "minbase",
     "packages": list(PACKAGES),
+    "lite_packages": list(LITE_PACKAGES),
+    "traits": _traits_digest(),
 }
 
 SECTOR = 512
@@ -73,7 +107,7 @@ class Layout:
     # first boot, and the pipeline grows the image before it installs packages, so a
     # modest margin is enough.
     root_slack_mib: int = 256
-    version: int = 1  # bump when _assemble_image changes what it writes
+    version: int = 2  # bump when _assemble_image changes what it writes
 
     @property
     def root_start(self) -> int:
@@ -120,6 +154,9 @@ def build_rootfs_tarball(folder: Path) -> Path:
                 staging_dir(folder) as work:
             root = work / "root"
             _debootstrap(root, debs=folder / "debs", logs=folder)
+            with _chroot(root, debs=folder / "debs") as chroot:
+                _install_lite(chroot)
+                _first_boot_state(root, chroot)
             _make_like_raspios(root)
             staged = work / tarball.name
             run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", staged, "."],
@@ -151,6 +188,60 @@ def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
             raise CommandFailed(exc.message, hint=f"see {saved} for debootstrap's own log") from exc
 
 
+@contextlib.contextmanager
+def _chroot(root: Path, *, debs: Path) -> Iterator[Callable[[list[str]], None]]:
+    """Run commands in the debootstrapped root: kernel filesystems bound in, no service starts.
+
+    Yields a function that runs one argv inside the root. Everything is unmounted (and any
+    daemon a package script started anyway is killed) in reverse order when the block ends.
+    """
+    with contextlib.ExitStack() as stack:
+        for source, target, fstype in (("proc", "proc", "proc"), ("/sys", "sys", None), ("/dev", "dev", None),
+                                       ("/dev/pts", "dev/pts", None), ("tmpfs", "run", "tmpfs")):
+            (root / target).mkdir(parents=True, exist_ok=True)
+            stack.enter_context(mounted(source, root / target, fstype=fstype, bind=fstype is None))
+        (debs / "partial").mkdir(parents=True, exist_ok=True)
+        stack.enter_context(mounted(debs.resolve(), root / "var/cache/apt/archives", bind=True))
+        policy = root / "usr/sbin/policy-rc.d"
+        policy.write_bytes(POLICY_RC_D)
+        policy.chmod(0o755)
+        stack.callback(policy.unlink, missing_ok=True)
+        stack.callback(kill_processes_in, root)
+
+        def chroot(argv: list[str]) -> None:
+            run(["chroot", root, *argv], env=CHROOT_ENV, label=f"chroot {argv[0]}", timeout=3600)
+
+        yield chroot
+
+
+def _install_lite(chroot: Callable[[list[str]], None]) -> None:
+    """apt-get install Raspberry Pi OS Lite's Debian packages (debootstrap left apt's lists in place)."""
+    with step(f"install Raspberry Pi OS Lite's package set ({len(LITE_PACKAGES)} packages, apt under qemu-user)"):
+        chroot(["apt-get", "install", "-y", "-q", "--no-install-recommends", *LITE_PACKAGES])
+
+
+def _first_boot_state(root: Path, chroot: Callable[[list[str]], None]) -> None:
+    """The state `rename-user -f -s` exports Raspberry Pi OS in, and its Raspberry-Pi-only files.
+
+    A user `pi` (uid 1000) whose login is disabled; the console wizard enabled and getty@tty1
+    disabled; an SSH banner saying no user is set up; SSH off unless `ssh` is on the boot partition.
+    """
+    with step("first-boot state of a published Raspberry Pi OS image"):
+        for source in sorted(p for p in (TRAITS / "root").rglob("*") if p.is_file()):
+            relative = source.relative_to(TRAITS / "root")
+            dest = root / relative
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest)
+            mode = 0o755 if relative.parts[:3] == ("usr", "lib", "userconf-pi") else 0o644
+            dest.chmod(0o600 if "netplan" in relative.parts else mode)
+        groups = [g for g in FIRST_USER_GROUPS if f"\n{g}:" in "\n" + (root / "etc/group").read_text()]
+        # useradd leaves the password field "!": the account exists but nobody can log in as it.
+        chroot(["useradd", "--uid", "1000", "--create-home", "--shell", "/bin/bash",
+                "--groups", ",".join(groups), FIRST_USER])
+        chroot(["systemctl", "disable", "ssh.service", "getty@tty1.service"])
+        chroot(["systemctl", "enable", "userconfig.service", "sshswitch.service"])
+
+
 def _make_like_raspios(root: Path) -> None:
     """The file-level touches that make a Debian root look like Raspberry Pi OS Lite.
 
@@ -177,8 +268,9 @@ def _make_like_raspios(root: Path) -> None:
         # otherwise every node of the cluster would share one identity.
         for key in (root / "etc/ssh").glob("ssh_host_*"):
             key.unlink()
-        # Same for the machine id: empty means "generate at first boot".
-        (root / "etc/machine-id").write_text("")
+        # "uninitialized": systemd makes the id at boot and treats that boot as the first one
+        # (ConditionFirstBoot= units run, presets are applied).
+        (root / "etc/machine-id").write_text("uninitialized\n")
         dbus_id = root / "var/lib/dbus/machine-id"
         if dbus_id.is_file() and not dbus_id.is_symlink():
             dbus_id.unlink()
@@ -217,7 +309,7 @@ def _assemble_image(tarball: Path, work: Path, disk_id: int) -> Path:
     root_bytes = _make_ext4(root, rootfs)
     boot = work / "boot.vfat"
     with step("make the FAT32 boot filesystem"):
-        run(["mkfs.vfat", "-F", "32", "-n", "bootfs", "-s", "4", "-C", boot, str(LAYOUT.boot_mib * 1024)],
+        run(["mkfs.vfat", "-F", "32", "-n", "bootfs", "-s", "1", "-C", boot, str(LAYOUT.boot_mib * 1024)],
             label="mkfs.vfat")
 
     image = work / "standin.img"
@@ -278,8 +370,11 @@ def _fill_boot(image: Path, work: Path, disk_id: int) -> None:
         f"Generated with debootstrap from Debian {SUITE} arm64 ({MIRROR}); "
         "not an official Raspberry Pi image\n"
     )
+    seeds = sorted(p.name for p in (TRAITS / "boot").iterdir())  # cloud-init's NoCloud seed
+    for name in seeds:
+        shutil.copyfile(TRAITS / "boot" / name, files / name)
     with step("fill the boot partition (mtools)"):
-        for name in ("cmdline.txt", "config.txt", "issue.txt"):
+        for name in ("cmdline.txt", "config.txt", "issue.txt", *seeds):
             run(["mcopy", "-i", target, files / name, f"::{name}"], env=env, label="mcopy")
         run(["mmd", "-i", target, "::overlays"], env=env, label="mmd")
 

@@ -92,6 +92,12 @@ def test_fstab_names_the_disk_id(rootfs: Path, disk_id: str) -> None:
 def test_boot_partition_files(boot: str) -> None:
     listing = sh("mdir", "-i", boot, "-b", "::", env=MTOOLS_ENV).split()
     assert {"::/cmdline.txt", "::/config.txt", "::/issue.txt", "::/overlays/"} <= set(listing)
+    # cloud-init's NoCloud seed, on the boot partition of every image since 2025-11-24.
+    assert {"::/user-data", "::/meta-data", "::/network-config"} <= set(listing)
+    assert sh("mtype", "-i", boot, "::user-data", env=MTOOLS_ENV).startswith("#cloud-config\n")
+    assert "instance_id:" in sh("mtype", "-i", boot, "::meta-data", env=MTOOLS_ENV)
+    # FAT made with one sector per cluster, as Raspberry Pi OS since 2026-04-13.
+    assert "cluster size: 1 sectors\n" in sh("minfo", "-i", boot, "::", env=MTOOLS_ENV)
     config = sh("mtype", "-i", boot, "::config.txt", env=MTOOLS_ENV)
     sections = [line.strip() for line in config.splitlines() if line.strip().startswith("[")]
     assert sections[-1] == "[all]"
@@ -132,7 +138,63 @@ def test_root_lacks_what_the_pipeline_must_add(rootfs: Path) -> None:
     # `ls -p` lines read /inode/mode/uid/gid/name/size/.
     firmware = [line.split("/")[5] for line in debugfs(rootfs, "ls -p /boot/firmware").splitlines() if line]
     assert sorted(firmware) == [".", ".."], "/boot/firmware must be an empty mount point"
-    assert debugfs(rootfs, "cat /etc/machine-id") == ""
+
+
+# Raspberry Pi OS Lite's Debian packages that change what happens at boot (pi-gen stage0-2).
+LITE = ("udev", "kmod", "e2fsprogs", "dosfstools", "parted", "iputils-ping", "less", "rsync", "sudo",
+        "avahi-daemon", "network-manager", "cloud-init", "netplan.io", "openssh-server", "systemd-timesyncd")
+
+
+def installed_packages(rootfs: Path) -> set[str]:
+    """Packages dpkg's status file marks installed, read with debugfs (nothing of the image runs)."""
+    names = set()
+    for stanza in debugfs(rootfs, "cat /var/lib/dpkg/status").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
+        if fields.get("Status") == "install ok installed":
+            names.add(fields["Package"])
+    return names
+
+
+def test_root_has_raspios_lite_package_set(rootfs: Path) -> None:
+    missing = set(LITE) - installed_packages(rootfs)
+    assert not missing, f"the stand-in lacks Raspberry Pi OS Lite packages: {sorted(missing)}"
+    for path in ("/usr/bin/udevadm", "/usr/sbin/modprobe", "/usr/sbin/e2fsck", "/usr/bin/ping",
+                 "/usr/bin/cloud-init", "/usr/sbin/netplan"):
+        assert exists(rootfs, path), path
+
+
+def test_first_boot_is_a_first_boot(rootfs: Path) -> None:
+    # systemd makes the id at boot and runs ConditionFirstBoot= units and presets.
+    assert debugfs(rootfs, "cat /etc/machine-id") == "uninitialized\n"
+
+
+def test_exported_like_rename_user(rootfs: Path) -> None:
+    """The state `rename-user -f -s` leaves: wizard on, getty@tty1 off, SSH banner, locked pi."""
+    wants = "/etc/systemd/system/multi-user.target.wants"
+    assert exists(rootfs, f"{wants}/userconfig.service")
+    assert "ExecStart=/usr/lib/userconf-pi/userconf-service" in debugfs(
+        rootfs, "cat /usr/lib/systemd/system/userconfig.service")
+    assert not exists(rootfs, "/etc/systemd/system/getty.target.wants/getty@tty1.service")
+    assert debugfs(rootfs, "cat /etc/ssh/sshd_config.d/rename_user.conf").strip() == \
+        "Banner /usr/share/userconf-pi/sshd_banner"
+    pi = [line.split(":") for line in debugfs(rootfs, "cat /etc/passwd").splitlines() if line.startswith("pi:")]
+    assert pi and pi[0][2] == "1000", "a user pi with uid 1000"
+    shadow = [line.split(":") for line in debugfs(rootfs, "cat /etc/shadow").splitlines() if line.startswith("pi:")]
+    assert shadow and shadow[0][1][:1] in ("!", "*"), "pi's login is disabled"
+
+
+def test_ssh_is_off_unless_asked_for(rootfs: Path) -> None:
+    wants = "/etc/systemd/system/multi-user.target.wants"
+    assert not exists(rootfs, f"{wants}/ssh.service") and not exists(rootfs, "/etc/systemd/system/sshd.service")
+    assert exists(rootfs, f"{wants}/sshswitch.service")
+
+
+def test_cloud_init_reads_the_boot_partition(rootfs: Path) -> None:
+    cfg = debugfs(rootfs, "cat /etc/cloud/cloud.cfg.d/99_raspberry-pi.cfg")
+    assert "NoCloud" in cfg and "file:///boot/firmware" in cfg
+    netplan = "/usr/lib/netplan/00-network-manager-all.yaml"
+    assert "renderer: NetworkManager" in debugfs(rootfs, f"cat {netplan}")
+    assert "Mode:  0600" in debugfs(rootfs, f"stat {netplan}")
 
 
 def test_published_files_verify_with_gpgv(served_base: dict[str, str], standin_image: Path, tmp_path: Path) -> None:
