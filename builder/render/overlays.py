@@ -81,6 +81,15 @@ class Templates:
             trim_blocks=True,     # a line holding only a {% tag %} leaves no blank line
             lstrip_blocks=True,
         )
+        # A role image renders the node overlays once per node: parse and compile each thing once.
+        self._inline: dict[str, jinja2.Template] = {}
+        self._manifests: dict[str, Manifest] = {}
+
+    def manifest(self, name: str) -> Manifest:
+        """The overlay's manifest.yaml, read once."""
+        if name not in self._manifests:
+            self._manifests[name] = read_manifest(self.root / name, f"{self.label}/{name}")
+        return self._manifests[name]
 
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -93,7 +102,9 @@ class Templates:
         if "{" not in text:
             return text
         try:
-            return self.env.from_string(text).render(context)
+            if text not in self._inline:
+                self._inline[text] = self.env.from_string(text)
+            return self._inline[text].render(context)
         except jinja2.TemplateError as exc:
             raise self._error(where, exc, inline=text) from None
 
@@ -138,7 +149,7 @@ def render_overlay(templates: Templates, name: str, context: Mapping[str, Any], 
     if not top.is_dir():
         raise InputError(f"{wanted_by}: overlays: no overlay directory {templates.label}/{name}",
                          hint=f"create {templates.label}/{name}/ or remove it from the list")
-    manifest = read_manifest(top, f"{templates.label}/{name}")
+    manifest = templates.manifest(name)
     out: list[ImageFile] = []
     for rel, is_dir in _entries(top, manifest, f"{templates.label}/{name}"):
         key = rel[: -len(TEMPLATE_SUFFIX)] if not is_dir and rel.endswith(TEMPLATE_SUFFIX) else rel

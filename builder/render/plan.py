@@ -181,8 +181,11 @@ def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profi
                members: tuple[Node, ...], secrets: bool) -> dict[str, Any]:
     """What the first-boot identity service needs: each candidate node and its pre-rendered files."""
     nodes = []
+    # One context for the cluster, then only `node` changes: building it per node is quadratic.
+    shared = build_context(cluster, profiles, role=profile.role, node=None, secrets=secrets)
+    by_name = {n["name"]: n for n in shared["nodes"]}
     for member in members:
-        scope = build_context(cluster, profiles, role=profile.role, node=member, secrets=secrets)
+        scope = {**shared, "node": by_name[member.name]}
         files = [file for name in profile.node_overlays
                  for file in render_overlay(templates, name, scope, wanted_by=profile.file)]
         for file in files:

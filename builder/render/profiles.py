@@ -47,6 +47,15 @@ class Extras:
 
 
 @dataclass(frozen=True)
+class PackageStep:
+    """One profile of a role's merge order, as a layer of packages: what is installed up to it."""
+
+    profile: str
+    packages: tuple[str, ...]              # every package of the profiles up to and including this one
+    grow_mib: int                          # this profile's own grow_mib
+
+
+@dataclass(frozen=True)
 class Profile:
     """One role, merged with `common` and its includes."""
 
@@ -67,6 +76,7 @@ class Profile:
     gpio: tuple[GpioClaim, ...] = ()       # every claim, from `gpio:` and from config.txt lines
     remove: tuple[str, ...] = ()
     grow_mib: int = 0
+    package_steps: tuple[PackageStep, ...] = ()   # in merge order: the layers a role image is built from
 
     @property
     def file(self) -> str:
@@ -301,7 +311,16 @@ def _merge(role: str, order: list[_Raw]) -> Profile:
         gpio=tuple(claims) + tuple(c for board in BOARDS for c in board_claims[board]),
         remove=_union(raw.remove for raw in order),
         grow_mib=sum(raw.grow_mib for raw in order),
+        package_steps=_package_steps(order),
     )
+
+
+def _package_steps(order: list[_Raw]) -> tuple[PackageStep, ...]:
+    steps: list[PackageStep] = []
+    for raw in order:
+        so_far = steps[-1].packages if steps else ()
+        steps.append(PackageStep(raw.name, _union((so_far, raw.lists["packages"])), raw.grow_mib))
+    return tuple(steps)
 
 
 def _union(lists: Iterable[Iterable[str]]) -> tuple[str, ...]:

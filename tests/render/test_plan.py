@@ -72,7 +72,7 @@ def test_slurm_conf_of_the_small_lab(small: Cluster) -> None:
         "c2": {"NodeName": "c2", "NodeAddr": "192.168.7.12", "CPUs": "4", "RealMemory": "15000",
                "State": "UNKNOWN"},   # memory_mb overridden in the cluster file
     }
-    assert conf.partitions == {"batch": {"PartitionName": "batch", "Nodes": "clock,c1,c2", "Default": "YES",
+    assert conf.partitions == {"batch": {"PartitionName": "batch", "Nodes": "clock,c[1-2]", "Default": "YES",
                                          "MaxTime": "INFINITE", "State": "UP"}}
     assert s["DefMemPerCPU"] == str(3700 // 4)
 
@@ -81,7 +81,12 @@ def test_slurm_conf_of_the_reference_lab(reference: Cluster) -> None:
     conf = slurm_syntax.parse(text(plan(reference, role="compute"), "/etc/slurm/slurm.conf"))
     assert conf.settings["SlurmctldHost"] == "head(10.0.0.10)"
     assert list(conf.nodes) == ["gps"] + [f"node0{i}" for i in range(1, 7)]
-    assert conf.partitions["main"]["Nodes"] == "gps,node01,node02,node03,node04,node05,node06"
+    assert conf.nodes["node06"]["NodeAddr"] == "10.0.0.106"
+    assert conf.partitions["main"]["Nodes"] == "gps,node[01-06]"
+    # The six Pi 5 compute nodes share one definition; the Pi 4 time server has its own.
+    node_lines = [ln for ln in text(plan(reference, role="compute"), "/etc/slurm/slurm.conf").splitlines()
+                  if ln.startswith("NodeName=")]
+    assert node_lines[1:] == ["NodeName=node[01-06] NodeAddr=10.0.0.[101-106] CPUs=4 RealMemory=7800 State=UNKNOWN"]
 
 
 def test_cgroup_conf_for_cgroup_v2(small: Cluster) -> None:

@@ -29,7 +29,7 @@ def shipped_plus(tmp_path: Path, **profiles: str) -> Path:
 def test_timeserver_is_common_then_compute_then_itself() -> None:
     p = load_profile(PROFILES, "timeserver")
     assert p.sources == ("common", "compute", "timeserver")
-    assert p.packages[:3] == ("chrony", "munge", "slurmd")
+    assert p.packages[:4] == ("chrony", "munge", "slurm-client", "slurmd")
     assert {"gpsd", "pps-tools"} <= set(p.packages)
     assert p.runs("slurmd") and p.runs("gpsd.service")
     assert "systemd-timesyncd.service" in p.disable
