@@ -22,7 +22,7 @@ from tests.boot.machines import Machine
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-BOOT_TIMEOUT = 720          # four VMs on two cores take about 4.5 min
+BOOT_TIMEOUT = 1080         # four VMs on two cores take 4.5 min, much longer when the host is busy
 POWER_OFF_TIMEOUT = 180
 SERVICES = ("NetworkManager", "ssh", "munge", "chrony", "gpsd", "slurmctld", "slurmd",
             "clusterbake-slurm-power", "cloud-final")
