@@ -34,6 +34,9 @@ MODULES = (
     "ext4", "crc32c_generic", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
     "evdev", "gpio_keys",
     "autofs4", "configfs",
+    # Mounted at boot by units of the image (proc-sys-fs-binfmt_misc.mount, nfs-common's
+    # run-rpc_pipefs.mount): a Pi loads them from its /lib/modules, this kernel's are not there.
+    "binfmt_misc", "sunrpc",
 )
 
 TIMEOUT_SEC = 420
