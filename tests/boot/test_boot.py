@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.boot import checks
-from tests.boot.conftest import BY_MAC_ONLY, REPORTS, BootLab, vms
+from tests.boot.conftest import BY_MAC_ONLY, BootLab, vms
 from tests.boot.machines import Machine
+from tests.boot.reports import REPORTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
