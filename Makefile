@@ -12,9 +12,10 @@ PY := $(VENV)/bin/python
 
 # Debian packages the builder and its tests call (see README "Dependencies").
 SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-static \
-	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates
+	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates \
+	qemu-system-arm cpio openssh-client
 
-.PHONY: deps system-deps venv check fetch image images demo test cluster-test release verify-release flash bench lint clean
+.PHONY: deps system-deps venv check fetch image images demo test cluster-test boot-test release verify-release flash bench lint clean
 
 deps: system-deps venv
 
@@ -62,6 +63,12 @@ test: deps
 # network namespaces and run srun across them (also part of `make test`).
 cluster-test: deps
 	$(PY) -m pytest tests/cluster -s $(ARGS)
+
+# The proof by a real boot: the role images as QEMU VMs (aarch64, TCG) under their own systemd,
+# on a private LAN in a network namespace; first boot, Slurm with cgroups, the power button
+# (also part of `make test`; about 15 minutes on 2 cores, once the images are cached).
+boot-test: deps
+	$(PY) -m pytest tests/boot $(ARGS)
 
 # Release artefacts in dist/: xz images, bmaps, SHA256SUMS(.asc), os_list.json, manifests.
 RELEASE_KEY ?=

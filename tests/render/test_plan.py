@@ -275,3 +275,25 @@ def test_a_new_role_and_overlay_need_no_python_change(tmp_path: Path, small: Clu
     assert text(p, "/etc/gpu.conf") == "node=c2 mem=256\n"
     assert "gpu_mem=256" in p.config_txt_lines
     assert "c2" in slurm_syntax.parse(text(p, "/etc/slurm/slurm.conf")).nodes     # a gpu node runs slurmd
+
+
+POWER_UNIT = "/etc/systemd/system/clusterbake-slurm-power.service"
+POWER_SCRIPT = "/usr/local/lib/clusterbake/slurm-node-power"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_slurmd_nodes_tell_slurm_about_the_power_button(small: Cluster, role: str) -> None:
+    """Nodes running slurmd leave Slurm before a power-off and return after; others have no such unit."""
+    p = plan(small, role=role)
+    runs_slurmd = "slurmd.service" in p.enable
+    assert (POWER_UNIT in paths(p)) == runs_slurmd == ("clusterbake-slurm-power.service" in p.enable)
+    if not runs_slurmd:
+        return
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string(text(p, POWER_UNIT))
+    # Stopped before munge, slurmd and the network: scontrol still reaches slurmctld at shutdown.
+    assert set(unit["Unit"]["After"].split()) >= {"network-online.target", "munge.service", "slurmd.service"}
+    assert unit["Service"]["ExecStop"] == f"{POWER_SCRIPT} down"
+    assert unit["Service"]["RemainAfterExit"] == "yes"
+    assert file(p, POWER_SCRIPT).mode == 0o755
+    assert 'REASON="power button"' in text(p, POWER_SCRIPT)
