@@ -25,14 +25,8 @@ import yaml
 
 from builder.paths import repo_root
 from tests.build.image_reader import ImageReader
+from tests.render.render_support import ALICE_KEY, BOB_KEYS
 
-# Real public keys (ssh-keygen; the private halves were thrown away): the loader parses keys.
-ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDXW0RcQbTUaRfYr8eTHvIizrqZ8l3RC6KXIEpv/hyD5 alice@laptop"
-BOB_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMUHlYDmk56VJXVODOmnQQb9MXtx+xnpAWa7XoiJSGf4 bob@a",
-            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCo4RY66BOVbyzXt6yAka9epZLvH17hpuU/tb/TRqsMceeLHITTI3D2hht4GvdT"
-            "pcKUOuXPdQL530KAHEMXEFi+2wCjqMz6uMHXkoNcxfBojYX2kbbgnVdhPd0kTRr9CqRMJ7g604Yk+CRJ9nUiYjEkSNVDgibNdkGV"
-            "a6XeJegpzUq4d6NvRZw7oOjd30MJ8S/N6J+wrPYYyn+JIMuyqq2HruAbTcuTMJYhWRHnVOTJPYqnuewRblnHOf353dskDBhxxjKM"
-            "1Jfsy2HYyC6BPX/esm3Vmb7DORASdSNGhPZEnyGNzHJBNPCKYynpdb8Yxzl8Lx+VQY/lh2HPaTvSUvbf bob@b"]
 ALICE_HASH = "$6$rolelabsalt0$HUaaDT8xSDArPPrkqL1elkYGw2KkLivmjmcl0LUv3iQYbH8KZINWVlkDHaPLrn0wxyv7OLy4btzkksH94f70e."
 
 NODES = [
