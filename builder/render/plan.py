@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,10 +211,9 @@ def _presets(enable: tuple[str, ...], disable: tuple[str, ...], source: str) -> 
     lines = ["# clusterbake: what this role runs and what it must not; read at first boot (systemd.preset(5))."]
     for unit in enable:
         # A template's instance is named after the template: `enable getty@.service tty1`.
-        template, at, instance = unit.partition("@")
-        lines.append(f"enable {template}@.{instance.rsplit('.', 1)[1]} {instance.rsplit('.', 1)[0]}"
-                     if at and "." in instance and not instance.startswith(".") else f"enable {unit}")
-    lines += [f"disable {unit}" for unit in disable if unit not in enable]
+        instance = re.fullmatch(r"(.+)@(.+)\.([a-z]+)", unit)
+        lines.append(f"enable {instance[1]}@.{instance[3]} {instance[2]}" if instance else f"enable {unit}")
+    lines += [f"disable {unit}" for unit in dict.fromkeys(disable) if unit not in enable]
     return ImageFile(PRESET_FILE, ("\n".join(lines) + "\n").encode(), source=source)
 
 
