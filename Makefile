@@ -68,7 +68,7 @@ cluster-test: deps
 # on a private LAN in a network namespace; first boot, Slurm with cgroups, the power button
 # (also part of `make test`; about 15 minutes on 2 cores, once the images are cached).
 boot-test: deps
-	$(PY) -m pytest tests/boot $(ARGS)
+	$(PY) -m pytest tests/boot -m 'slow or not slow' -s $(ARGS)
 
 # Release artefacts in dist/: xz images, bmaps, SHA256SUMS(.asc), os_list.json, manifests.
 RELEASE_KEY ?=

@@ -1,20 +1,27 @@
-"""`make bench`: how long each pipeline step takes, and how much memory, with its cache cold and warm.
+"""`make bench`: the speed goals of clusterbake as ratios of two numbers measured in one run.
 
-The bench builds the example cluster's `compute` image from the stand-in base served on 127.0.0.1
-(the user's cached stand-in, published and served, never rebuilt), in a private cache under
-/var/tmp so the user's cache is neither used nor disturbed. Steps, in the order a user meets them:
+Absolute times on a shared 2-core machine are noise; a ratio of two steps measured one after the
+other on the same machine is not. The bench builds the example cluster (cluster.yaml: controller,
+timeserver, compute) from the stand-in base served on 127.0.0.1 (the user's cached stand-in,
+published and served, never rebuilt), in a private cache under /var/tmp, so the user's cache is
+neither used nor disturbed. In the order it runs:
 
-  fetch      download + SHA-256 + signature + decompress (cold), cache hit (warm)
-  role base  copy + grow + apt install under qemu: cold with an empty apt archive (downloads
-             from deb.debian.org), cold with a warm one (the usual case), and warm (cache hit)
-  image      the final image from a warm role base: what every template change costs
+  fetch          download + SHA-256 + signature + decompress (cold), cache hit (warm)
+  decompress     `xz -T0 -d` of the base's .img.xz, then the builder's own decompression of it
+  cluster        every role image with an empty apt archive (downloads from deb.debian.org: fills it)
+  one role       the compute image from cold: no layers, no apt lists (the apt archive is warm)
+  cluster        every role image from cold, the same way: the layers the roles share are built once
+  template only  the compute image again, every layer cached: what a template change costs
+  one package    the compute image with one package added to its profile: only its layer is redone
+  flash          bmaptool writing the compute image to a loop device: bytes written vs mapped
+  256 nodes      `check` of a 256-node inventory: every role's plan rendered, in-process
 
 Each step runs in a fresh interpreter (multiprocessing "spawn"): ru_maxrss only ever grows within
 a process, so a step's peak RSS is its own only in a process of its own. RUSAGE_SELF is the
 builder; RUSAGE_CHILDREN is the largest command it waited for (xz, qemu running dpkg, mkfs, ...).
 
-`--quick` measures only the warm rows; the cold steps still run once to fill the private cache
-(the role base is copied from the user's cache when it holds the same one), unreported.
+`--quick` skips the cold builds (the layers are copied from the user's cache when it has them).
+`--report FILE` prints the README's "Speed and memory" tables from a results file.
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -37,30 +45,44 @@ import yaml
 
 from builder import progress
 from builder.acquire import fetch_base
-from builder.build import (
-    BuildRequest,
-    build_image,
-    copy_sparse,
-    ensure_role_base,
-    plan_build,
-    profiles_dir,
-    role_base_key,
-)
+from builder.acquire.decompress import decompress
+from builder.build import BuildRequest, build_images, plan_build, profiles_dir
 from builder.cache import staging_dir
 from builder.command import run
 from builder.config import load_cluster
 from builder.demo.cluster import demo_cluster_file
-from builder.demo.publish import serve_standin
+from builder.demo.publish import publish_standin, serve_standin
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
+from builder.flash import flash
+from builder.image.loop import attached
+from builder.layers import copy_sparse, layer_path, role_layers
 from builder.paths import cache_root, repo_root
 from builder.progress import step
+from builder.publish.bmap import create_bmap, read_bmap
 from builder.signals import interruptible
 
 log = logging.getLogger("clusterbake.bench")
 
 WORK_PARENT = Path("/var/tmp/clusterbake-bench")
 ROLE = "compute"
+EXTRA_PACKAGE = "tree"       # small, no dependencies of its own, in no shipped profile
+SCALE_NODES = 256
 MIB_IN_KIB = 1024
+SECTOR = 512
+
+# The goals of issue 12: (name, limit). A ratio at or under its limit meets the goal.
+LIMITS = {
+    "cluster": 1.5,
+    "one package": 0.5,
+    "template only": 0.10,
+    "decompress": 1.2,
+    "builder RSS": 1.0,
+    "flash": 1.1,
+    "256 nodes": 1.0,
+    "apt lists": 1.0,
+}
+RSS_BUDGET_MIB = 200
+SCALE_BUDGET_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,26 @@ class Measurement:
     cpu_seconds: float  # user + system, the builder and every command it ran
     rss_self_kib: int
     rss_children_kib: int
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A goal as a ratio: `measured` / `reference` (each with its unit) against `limit`."""
+
+    name: str
+    what: str
+    measured: float
+    reference: float
+    unit: str
+    limit: float
+
+    @property
+    def ratio(self) -> float:
+        return self.measured / self.reference if self.reference else float("inf")
+
+    @property
+    def met(self) -> bool:
+        return self.ratio <= self.limit
 
 
 @dataclass(frozen=True)
@@ -97,27 +139,43 @@ class Workspace:
 # --- what is printed and written ---------------------------------------------------------------
 
 COLUMNS = ("step", "cache", "seconds", "CPU seconds", "peak RSS builder", "peak RSS commands")
+GOAL_COLUMNS = ("goal", "ratio", "limit", "measured", "reference", "")
 
 
 def format_table(results: Sequence[Measurement]) -> str:
     """The results as an aligned text table, one row a step."""
-    rows = [COLUMNS] + [
+    return _aligned(COLUMNS, [
         (m.step, m.cache, _seconds(m.seconds), _seconds(m.cpu_seconds), _mib(m.rss_self_kib), _mib(m.rss_children_kib))
         for m in results
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    ], text_columns=2)
+
+
+def format_goals(goals: Sequence[Goal]) -> str:
+    """Each goal as a ratio, the two numbers it comes from beside it, and whether it is met."""
+    return _aligned(GOAL_COLUMNS, [
+        (g.what, f"{g.ratio:.2f}", f"≤ {g.limit:g}", _amount(g.measured, g.unit), _amount(g.reference, g.unit),
+         "met" if g.met else "NOT MET")
+        for g in goals
+    ], text_columns=1)
+
+
+def _aligned(header: Sequence[str], body: Sequence[Sequence[str]], *, text_columns: int) -> str:
+    rows = [tuple(header), *map(tuple, body)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):
         # Text left-aligned, numbers right-aligned, as a reader compares them.
-        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [cell.ljust(w) if i < text_columns or i == len(header) - 1 else cell.rjust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def results_document(results: Sequence[Measurement], machine: dict[str, object], *, mode: str) -> dict[str, object]:
-    """What bench-results.json holds: the machine, how the bench ran, and every measurement."""
+def results_document(results: Sequence[Measurement], machine: dict[str, object], *, mode: str,
+                     goals: Sequence[Goal] = ()) -> dict[str, object]:
+    """What bench-results.json holds: the machine, how the bench ran, every measurement and goal."""
     return {
         "tool": "clusterbake bench",
         "mode": mode,
@@ -129,7 +187,26 @@ def results_document(results: Sequence[Measurement], machine: dict[str, object],
              "rss_children_mib": round(m.rss_children_kib / MIB_IN_KIB, 1)}
             for m in results
         ],
+        "goals": [{**asdict(g), "ratio": round(g.ratio, 3), "met": g.met} for g in goals],
     }
+
+
+def markdown_report(document: Mapping[str, object]) -> str:
+    """The README's tables, from a results document: the goals first, then every step."""
+    machine, rows, goal_rows = document["machine"], document["results"], document.get("goals", [])
+    assert isinstance(machine, dict) and isinstance(rows, list) and isinstance(goal_rows, list)
+    goals = [Goal(**{k: g[k] for k in ("name", "what", "measured", "reference", "unit", "limit")}) for g in goal_rows]
+    lines = [f"One `make bench` run ({machine['date']}, commit {machine['commit']}, {machine['nproc']} cores, "
+             f"{machine['memory_mib'] // 1024} GiB, load {machine['load_average'][0]} at the start):", ""]
+    if goals:
+        lines += ["| goal | ratio | limit | measured | reference |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {g.what} | **{g.ratio:.2f}** | ≤ {g.limit:g} | {_amount(g.measured, g.unit)} | "
+                  f"{_amount(g.reference, g.unit)} |" for g in goals]
+        lines.append("")
+    lines += ["| step | cache | seconds | peak RSS builder / commands |", "| --- | --- | ---: | ---: |"]
+    lines += [f"| {r['step']} | {r['cache']} | {_seconds(r['seconds'])} | "
+              f"{r['rss_self_mib']:.0f} / {r['rss_children_mib']:.0f} MiB |" for r in rows]
+    return "\n".join(lines)
 
 
 def _seconds(value: float) -> str:
@@ -139,6 +216,14 @@ def _seconds(value: float) -> str:
 
 def _mib(kib: int) -> str:
     return f"{kib / MIB_IN_KIB:.0f} MiB"
+
+
+def _amount(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{_seconds(value)} s"
+    if unit == "MiB":
+        return f"{value:.0f} MiB"
+    return f"{value:g} {unit}"
 
 
 def machine_facts() -> dict[str, object]:
@@ -177,29 +262,86 @@ def _first_line(argv: list[str]) -> str:
     return lines[0].strip() if proc.returncode == 0 and lines else "unknown"
 
 
-# --- one step, in a process of its own -----------------------------------------------------------
+# --- the steps, each in a process of its own -----------------------------------------------------
 
-def _prepare_fetch(work: Workspace) -> Callable[[], object]:
+Params = Mapping[str, str]
+
+
+def _prepare_fetch(work: Workspace, params: Params) -> Callable[[], object]:
     cluster = _request(work).cluster
     return lambda: fetch_base(cluster.base_image, cluster_dir=cluster.source.parent, cache=work.cache)
 
 
-def _prepare_role_base(work: Workspace) -> Callable[[], object]:
-    req = _request(work)
-    base = fetch_base(req.cluster.base_image, cluster_dir=req.cluster.source.parent, cache=work.cache)
-    plan = plan_build(req)
-    return lambda: ensure_role_base(base, plan, work.cache)
+def _prepare_xz(work: Workspace, params: Params) -> Callable[[], object]:
+    archive, out = Path(params["archive"]), work.root / "xz.img"
+
+    def timed() -> object:
+        with archive.open("rb") as src, out.open("wb") as dst:
+            run(["xz", "-T0", "-d", "-c"], stdin=src, stdout=dst, label="xz -d")
+        out.unlink()
+        return out
+    return timed
 
 
-def _prepare_image(work: Workspace) -> Callable[[], object]:
-    req = _request(work)
-    return lambda: build_image(req)
+def _prepare_decompress(work: Workspace, params: Params) -> Callable[[], object]:
+    archive, out = Path(params["archive"]), work.root / "builder.img"
+
+    def timed() -> object:
+        decompress(archive, out, ".xz", origin=archive.name)
+        out.unlink()
+        return out
+    return timed
 
 
-STEPS: dict[str, Callable[[Workspace], Callable[[], object]]] = {
+def _prepare_images(work: Workspace, params: Params) -> Callable[[], object]:
+    if "profiles" in params:
+        os.environ["CLUSTERBAKE_PROFILES"] = params["profiles"]
+    cluster = _request(work).cluster
+    roles = params["roles"].split(",") if "roles" in params else list(cluster.roles)
+    requests = [BuildRequest(cluster=cluster, role=role, out_dir=work.out, cache=work.cache) for role in roles]
+    for req in requests:
+        plan_build(req)
+    return lambda: ",".join(map(str, build_images(requests)))
+
+
+def _prepare_flash(work: Workspace, params: Params) -> Callable[[], object]:
+    image = Path(params["image"])
+    bmap = create_bmap(image, work.root / f"{image.name}.bmap")
+    card = work.root / "card"
+    with card.open("wb") as out:
+        out.truncate(image.stat().st_size)
+
+    def timed() -> object:
+        with attached(card, 0, card.stat().st_size) as device:
+            before = _sectors_written(device)
+            flash(image, device, bmap=bmap, yes=True)
+            return (_sectors_written(device) - before) * SECTOR
+    return timed
+
+
+def _sectors_written(device: Path) -> int:
+    # /sys/block/<dev>/stat: field 7 is sectors written (Documentation/block/stat.rst).
+    return int((Path("/sys/block") / device.name / "stat").read_text().split()[6])
+
+
+def _prepare_scale(work: Workspace, params: Params) -> Callable[[], object]:
+    path = write_scale_cluster(work, SCALE_NODES)
+
+    def timed() -> object:
+        cluster = load_cluster(path, profiles_dir=profiles_dir())
+        for role in cluster.roles:   # what `check` does
+            plan_build(BuildRequest(cluster=cluster, role=role, secrets=False))
+        return len(cluster.nodes)
+    return timed
+
+
+STEPS: dict[str, Callable[[Workspace, Params], Callable[[], object]]] = {
     "fetch": _prepare_fetch,
-    "role base": _prepare_role_base,
-    "image": _prepare_image,
+    "xz": _prepare_xz,
+    "decompress": _prepare_decompress,
+    "images": _prepare_images,
+    "flash": _prepare_flash,
+    "scale": _prepare_scale,
 }
 
 
@@ -208,13 +350,14 @@ def _request(work: Workspace) -> BuildRequest:
     return BuildRequest(cluster=cluster, role=ROLE, out_dir=work.out, cache=work.cache)
 
 
-def _step_process(name: str, work: Workspace, verbosity: tuple[bool, bool], results: Connection) -> None:
+def _step_process(name: str, work: Workspace, params: Params, verbosity: tuple[bool, bool],
+                  results: Connection) -> None:
     """Entry point of a step's process: prepare (untimed), run the step (timed), report its usage."""
     quiet, debug = verbosity
     progress.configure(quiet=quiet, debug=debug)
     try:
         with interruptible():
-            timed = STEPS[name](work)
+            timed = STEPS[name](work, params)
             cpu_before, start = _cpu_seconds(), time.perf_counter()
             produced = timed()
             seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_before
@@ -238,12 +381,13 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + commands.ru_utime + commands.ru_stime
 
 
-def run_step(name: str, work: Workspace) -> dict[str, object]:
+def run_step(name: str, work: Workspace, params: Params | None = None) -> dict[str, object]:
     """Run one step in a fresh interpreter; return what it reported (re-raising its failure here)."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     verbosity = (not log.isEnabledFor(logging.INFO), log.isEnabledFor(logging.DEBUG))
-    proc = context.Process(target=_step_process, args=(name, work, verbosity, sender), name=f"bench {name}")
+    proc = context.Process(target=_step_process, args=(name, work, dict(params or {}), verbosity, sender),
+                           name=f"bench {name}")
     proc.start()
     sender.close()
     try:
@@ -266,12 +410,13 @@ def run_step(name: str, work: Workspace) -> dict[str, object]:
     return report
 
 
-def measure(name: str, cache: str, work: Workspace) -> tuple[Measurement, str]:
-    """Run a step and label its numbers; also return the path the step produced."""
-    with step(f"bench: {name} ({cache})"):
-        report = run_step(name, work)
+def measure(label: str, cache: str, name: str, work: Workspace,
+            params: Params | None = None) -> tuple[Measurement, str]:
+    """Run a step and label its numbers; also return what the step produced (a path, a count)."""
+    with step(f"bench: {label} ({cache})"):
+        report = run_step(name, work, params)
     measurement = Measurement(
-        step=name, cache=cache,
+        step=label, cache=cache,
         seconds=float(str(report["seconds"])), cpu_seconds=float(str(report["cpu_seconds"])),
         rss_self_kib=int(str(report["rss_self_kib"])), rss_children_kib=int(str(report["rss_children_kib"])),
     )
@@ -280,36 +425,118 @@ def measure(name: str, cache: str, work: Workspace) -> tuple[Measurement, str]:
 
 # --- the runs ------------------------------------------------------------------------------------
 
-def full_run(work: Workspace) -> list[Measurement]:
-    """Every step cold, then warm, in the order a first build meets them."""
-    results = []
-    for name, cache in (("fetch", "cold"), ("fetch", "warm"), ("role base", "cold, apt archive empty")):
-        results.append(measure(name, cache, work)[0])
-    # Again from scratch, now that apt's archive holds the packages: the usual cold case.
-    for built in (work.cache / "role-bases").glob("*.img"):
-        built.unlink()
-    for name, cache in (("role base", "cold, apt archive warm"), ("role base", "warm"), ("image", "warm role base")):
-        results.append(measure(name, cache, work)[0])
-    return results
+class Run:
+    """The measurements of one bench run, and the goals computed from them."""
+
+    def __init__(self, work: Workspace, archive: Path) -> None:
+        self.work = work
+        self.archive = archive
+        self.results: list[Measurement] = []
+        self.goals: list[Goal] = []
+
+    def measure(self, label: str, cache: str, name: str, params: Params | None = None) -> tuple[Measurement, str]:
+        measurement, produced = measure(label, cache, name, self.work, params)
+        self.results.append(measurement)
+        return measurement, produced
+
+    def goal(self, name: str, what: str, measured: float, reference: float, unit: str) -> None:
+        self.goals.append(Goal(name, what, round(measured, 2), round(reference, 2), unit, LIMITS[name]))
+
+    def forget_builds(self) -> None:
+        """Back to cold: no layers, no apt lists (the apt archive and the fetched base stay)."""
+        for folder in ("role-bases", "apt-lists"):
+            shutil.rmtree(self.work.cache / folder, ignore_errors=True)
+
+    def fetch_and_decompress(self) -> None:
+        self.measure("fetch", "cold", "fetch")
+        self.measure("fetch", "warm", "fetch")
+        xz, _ = self.measure("xz -T0 -d (reference)", "base .img.xz", "xz", {"archive": str(self.archive)})
+        ours, _ = self.measure("decompress (builder)", "base .img.xz", "decompress", {"archive": str(self.archive)})
+        self.goal("decompress", "decompression / `xz -T0 -d` of the same file", ours.seconds, xz.seconds, "s")
+
+    def builds(self) -> Path:
+        """Cold one role and cold cluster, both from the same warm apt archive; returns the compute image."""
+        self.measure("every role image", "cold, apt archive empty", "images")
+        self.forget_builds()
+        one, _ = self.measure(f"{ROLE} image", "cold", "images", {"roles": ROLE})
+        self.forget_builds()
+        cluster, _ = self.measure("every role image", "cold", "images")
+        fetched = [p for p in (self.work.cache / "apt-lists").iterdir() if p.is_dir()]
+        self.goal("cluster", "every role image, cold / one role image, cold", cluster.seconds, one.seconds, "s")
+        self.goal("apt lists", "apt-get update runs for every role image, cold", len(fetched), 1, "runs")
+        warm, produced = self.measure(f"{ROLE} image", "every layer cached (template only)", "images",
+                                      {"roles": ROLE})
+        self.goal("template only", "template-only rebuild / one role image, cold", warm.seconds, one.seconds, "s")
+        added, _ = self.measure(f"{ROLE} image", f"'{EXTRA_PACKAGE}' added to its profile", "images",
+                                {"roles": ROLE, "profiles": str(self.profiles_with_extra_package())})
+        self.goal("one package", "one package added to a role / one role image, cold", added.seconds, one.seconds, "s")
+        return Path(produced)
+
+    def profiles_with_extra_package(self) -> Path:
+        profiles = self.work.root / "profiles"
+        shutil.copytree(profiles_dir(), profiles, dirs_exist_ok=True)
+        path = profiles / f"{ROLE}.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["packages"] = [*data.get("packages", []), EXTRA_PACKAGE]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return profiles
+
+    def flash_and_scale(self, image: Path) -> None:
+        written = self.measure("flash with bmaptool", "loop device", "flash", {"image": str(image)})[1]
+        bmap = read_bmap(self.work.root / f"{image.name}.bmap")
+        mapped = bmap.mapped_blocks * bmap.block_size
+        self.goal("flash", "bytes written by bmap flashing / the image's mapped bytes",
+                  int(written) / (1 << 20), mapped / (1 << 20), "MiB")
+        scale, _ = self.measure(f"check, {SCALE_NODES} nodes", "every role rendered", "scale")
+        self.goal("256 nodes", f"`check` of {SCALE_NODES} nodes / its budget", scale.seconds, SCALE_BUDGET_S, "s")
+
+    def memory(self) -> None:
+        peak = max(m.rss_self_kib for m in self.results) / MIB_IN_KIB
+        self.goal("builder RSS", "builder peak RSS (any step) / its budget", peak, RSS_BUDGET_MIB, "MiB")
 
 
-def quick_run(work: Workspace) -> list[Measurement]:
-    """The warm rows only; the cold steps fill the private cache first, unmeasured."""
-    _, base = measure("fetch", "cold, unreported", work)
-    _seed_role_base(work, Path(base))
-    measure("role base", "cold or seeded, unreported", work)
-    return [measure(name, cache, work)[0]
-            for name, cache in (("fetch", "warm"), ("role base", "warm"), ("image", "warm role base"))]
+def full_run(run_: Run) -> None:
+    run_.fetch_and_decompress()
+    image = run_.builds()
+    run_.flash_and_scale(image)
+    run_.memory()
 
 
-def _seed_role_base(work: Workspace, base: Path) -> None:
-    """Copy the user's cached role base for the same inputs, if any: it spares minutes of apt under qemu."""
-    name = f"{role_base_key(base, plan_build(_request(work)))}.img"
-    theirs, ours = cache_root() / "role-bases" / name, work.cache / "role-bases" / name
-    if theirs.is_file() and not ours.exists():
-        log.info("  seeding the bench's cache with the role base %s", theirs)
-        ours.parent.mkdir(parents=True, exist_ok=True)
-        copy_sparse(theirs, ours)
+def quick_run(run_: Run) -> None:
+    """No cold builds: the layers come from the user's cache when it has them."""
+    _, base = measure("fetch", "cold, unreported", "fetch", run_.work)
+    _seed_layers(run_.work, Path(base))
+    measure(f"{ROLE} image", "cold or seeded, unreported", "images", run_.work, {"roles": ROLE})
+    xz, _ = run_.measure("xz -T0 -d (reference)", "base .img.xz", "xz", {"archive": str(run_.archive)})
+    ours, _ = run_.measure("decompress (builder)", "base .img.xz", "decompress", {"archive": str(run_.archive)})
+    run_.goal("decompress", "decompression / `xz -T0 -d` of the same file", ours.seconds, xz.seconds, "s")
+    _, produced = run_.measure(f"{ROLE} image", "every layer cached (template only)", "images", {"roles": ROLE})
+    run_.flash_and_scale(Path(produced))
+    run_.memory()
+
+
+def _seed_layers(work: Workspace, base: Path) -> None:
+    """Copy the user's cached layers of the role: they spare minutes of apt under qemu."""
+    for layer in role_layers(base, plan_build(_request(work))):
+        theirs, ours = layer_path(cache_root(), layer), layer_path(work.cache, layer)
+        if theirs.is_file() and not ours.exists():
+            log.info("  seeding the bench's cache with the layer %s", theirs)
+            ours.parent.mkdir(parents=True, exist_ok=True)
+            copy_sparse(theirs, ours)
+
+
+def write_scale_cluster(work: Workspace, compute_nodes: int) -> Path:
+    """The example cluster grown to `compute_nodes` compute nodes node001 … (a /20 holds them all)."""
+    data = yaml.safe_load(work.cluster_file.read_text())
+    kept = [n for n in data["nodes"] if n["role"] != "compute"]
+    for number, node in enumerate(kept, start=2):
+        node["ip"] = f"10.0.0.{number}"
+    data["network"] = {"subnet": "10.0.0.0/20", "gateway": "10.0.0.1", "dns": ["10.0.0.1"]}
+    data["nodes"] = kept + [{"name": f"node{n:03d}", "role": "compute", "ip": f"10.0.{1 + n // 250}.{1 + n % 250}",
+                             "model": "pi5-8gb"} for n in range(1, compute_nodes + 1)]
+    path = work.root / f"cluster-{compute_nodes}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def _write_cluster_file(work: Workspace, base_image: dict[str, str]) -> None:
@@ -320,32 +547,41 @@ def _write_cluster_file(work: Workspace, base_image: dict[str, str]) -> None:
     work.cluster_file.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def bench(*, quick: bool, out: Path) -> list[Measurement]:
-    """Run the bench, print the table, write the JSON; the workspace is gone afterwards."""
+def bench(*, quick: bool, out: Path) -> Run:
+    """Run the bench, print the tables, write the JSON; the workspace is gone afterwards."""
     if os.geteuid() != 0:
         raise EnvironmentProblem("the bench builds images (loop devices, mounts, chroot): it needs root",
                                  hint="run it as root, e.g. sudo make bench")
     machine = machine_facts()
+    archive = publish_standin(cache_root()).image
     with serve_standin(cache_root()) as base_image, staging_dir(WORK_PARENT) as root:
         work = Workspace(root)
         _write_cluster_file(work, base_image)
-        results = quick_run(work) if quick else full_run(work)
-    document = results_document(results, machine, mode="quick" if quick else "full")
+        run_ = Run(work, archive)
+        (quick_run if quick else full_run)(run_)
+    document = results_document(run_.results, machine, mode="quick" if quick else "full", goals=run_.goals)
     out.write_text(json.dumps(document, indent=2) + "\n")
-    print(format_table(results))
+    print(format_table(run_.results))
+    print()
+    print(format_goals(run_.goals))
     print(f"\n{machine['nproc']} cores ({machine['cpu']}), {machine['memory_mib']} MiB, load "
           f"{machine['load_average']} at the start; results in {out}")
-    return results
+    return run_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builder.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="measure only the warm steps")
+    parser.add_argument("--quick", action="store_true", help="skip the cold builds")
     parser.add_argument("--out", type=Path, default=Path("bench-results.json"),
                         help="where to write the results (default: bench-results.json)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="only the table")
+    parser.add_argument("--report", type=Path, metavar="RESULTS",
+                        help="print the README's tables from a results file and exit")
+    parser.add_argument("--quiet", "-q", action="store_true", help="only the tables")
     parser.add_argument("--debug", action="store_true", help="show every command run")
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown_report(json.loads(args.report.read_text())))
+        return 0
     progress.configure(quiet=args.quiet, debug=args.debug)
     try:
         with interruptible():

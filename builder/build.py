@@ -1,34 +1,30 @@
 """build_image(): the pipeline as a flat list of steps, each cached by the hash of its inputs.
 
-verified base (acquire) → role base with packages installed (cached here) → final image with
-the rendered files, accounts and services (seconds). Changing a template only redoes the last.
+verified base (acquire) → role base: layers of packages, one per profile, shared between
+roles (builder.layers) → final image with the rendered files, accounts and services (seconds).
+Changing a template only redoes the last; adding a package to a role only its layer.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.acquire import fetch_base
-from builder.cache import install, locked, recipe_key, staging_dir
-from builder.command import run
 from builder.config.model import Cluster
-from builder.image import OpenImage, atomic_output, grow_image, open_image
-from builder.paths import repo_root
+from builder.image import OpenImage, atomic_output, open_image
+from builder.layers import build_layers, ensure_role_base
+from builder.layers import copy_sparse as copy_sparse  # part of this module's interface since before layers
+from builder.paths import data_dir
 from builder.progress import step
-from builder.provision.accounts import create_users
+from builder.provision.accounts import check_sudoers, create_users
 from builder.provision.files import apply_boot_edits, remove_paths, write_files
-from builder.provision.packages import install_packages
 from builder.provision.services import set_services
 from builder.render import RenderPlan, render_plan
 
 log = logging.getLogger("clusterbake")
-
-# Bump when what a role base contains changes for the same inputs (e.g. how packages are installed).
-ROLE_BASE_VERSION = 1
-
 
 @dataclass(frozen=True)
 class BuildRequest:
@@ -47,18 +43,31 @@ class BuildRequest:
 
 def profiles_dir() -> Path:
     """The role profiles: $CLUSTERBAKE_PROFILES, else the repository's profiles/."""
-    return Path(os.environ.get("CLUSTERBAKE_PROFILES") or repo_root() / "profiles")
+    return data_dir("CLUSTERBAKE_PROFILES", "profiles")
 
 
 def overlays_dir() -> Path:
     """The overlay trees: $CLUSTERBAKE_OVERLAYS, else the repository's overlays/."""
-    return Path(os.environ.get("CLUSTERBAKE_OVERLAYS") or repo_root() / "overlays")
+    return data_dir("CLUSTERBAKE_OVERLAYS", "overlays")
 
 
 def plan_build(req: BuildRequest) -> RenderPlan:
     """Everything that can be checked without touching an image: fails in seconds on bad input."""
     return render_plan(req.cluster, role=req.role, node=req.node, secrets=req.secrets,
                        profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
+
+
+def build_images(requests: Sequence[BuildRequest]) -> list[Path]:
+    """Several images of one cluster: first every layer their role bases miss (each once, those that
+    do not depend on each other side by side), then each image on its role base."""
+    if len(requests) > 1:
+        first = requests[0]
+        with step("Verified base image"):
+            base = fetch_base(first.cluster.base_image, cluster_dir=first.cluster.source.parent, cache=first.cache,
+                              offline=first.offline)
+        with step("Role bases of " + ", ".join(req.target for req in requests)):
+            build_layers(base, [plan_build(req) for req in requests], first.cache)
+    return [build_image(req) for req in requests]
 
 
 def build_image(req: BuildRequest) -> Path:
@@ -80,40 +89,6 @@ def build_image(req: BuildRequest) -> Path:
     return final
 
 
-def role_base_key(base: Path, plan: RenderPlan) -> str:
-    """The role base depends on the verified base (named by its hash), the packages and the size only."""
-    return recipe_key({"base": base.name, "packages": sorted(plan.packages), "grow_mib": plan.grow_mib,
-                       "version": ROLE_BASE_VERSION})
-
-
-def ensure_role_base(base: Path, plan: RenderPlan, cache: Path) -> Path:
-    """The base image grown and with the role's packages installed, cached by its recipe.
-
-    Roles with the same packages share one entry (the name holds no role).
-    """
-    folder = cache / "role-bases"
-    path = folder / f"{role_base_key(base, plan)}.img"
-    with locked(folder / f"{path.name}.lock"):
-        if path.exists():
-            log.info("  using the cached role base %s", path)
-            return path
-        with staging_dir(folder) as work:
-            tmp = work / path.name
-            copy_sparse(base, tmp)
-            if plan.grow_mib:
-                grow_image(tmp, plan.grow_mib << 20)
-            apt_cache = cache / "apt-archives"
-            with open_image(tmp) as img, img.chroot(apt_cache=apt_cache) as chroot:
-                install_packages(img, chroot, plan.packages, archive_lock=apt_cache.with_name("apt-archives.lock"))
-            install(tmp, path)
-    return path
-
-
-def copy_sparse(src: Path, dst: Path) -> None:
-    """Copy an image keeping its holes (and sharing blocks where the filesystem can)."""
-    run(["cp", "--sparse=always", "--reflink=auto", src, dst], label="copy image")
-
-
 def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bool = True) -> None:
     """Accounts, rendered files, services and boot-partition edits: the fast, per-build part.
 
@@ -127,7 +102,9 @@ def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bo
         with step(f"Write {len(plan.files)} rendered files"):
             remove_paths(img, plan.remove)
             write_files(img, plan.files)
+            check_sudoers(img, chroot, plan.files)
         with step("Services"):
-            set_services(img, chroot, enable=plan.enable, disable=plan.disable, source=plan.source)
+            set_services(img, chroot, enable=plan.enable, disable=plan.disable, mask=plan.mask,
+                         source=plan.source)
     with step("Boot partition"):
         apply_boot_edits(img, plan)

@@ -39,7 +39,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]]) -> int:
-    from builder.build import BuildRequest, build_image, plan_build, profiles_dir
+    from builder.build import BuildRequest, build_images, plan_build, profiles_dir
     from builder.config import load_cluster
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
@@ -47,8 +47,8 @@ def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, st
                              out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
     for req in requests:  # every request is checked before the first one starts working
         plan_build(req)
-    for req in requests:
-        print(build_image(req), flush=True)
+    for image in build_images(requests):
+        print(image, flush=True)
     return 0
 
 

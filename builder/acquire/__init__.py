@@ -20,12 +20,19 @@ from builder.acquire.cache import ImageCache
 from builder.acquire.checksum import expected_sha256
 from builder.acquire.decompress import compression_of, decompress
 from builder.acquire.download import Downloader
-from builder.acquire.signature import PinnedKeyring, pinned_keyring
+from builder.acquire.signature import (
+    PinnedKeyring,
+    PublicKey,
+    pinned_keyring,
+    pinned_signer,
+    public_keys,
+    signature_issuer,
+)
 from builder.acquire.sources import Source, resolve
 from builder.cache import install, write_atomically
 from builder.config.model import BaseImage
 from builder.digest import sha256_file
-from builder.errors import InputError, VerificationError
+from builder.errors import ClusterbakeError, EnvironmentProblem, InputError, VerificationError
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.acquire")
@@ -37,8 +44,7 @@ KEY_LIMIT = 1 << 20
 def fetch_base(base: BaseImage, *, cluster_dir: Path, cache: Path, offline: bool = False) -> Path:
     """Return the path of the verified, decompressed raw image in the cache."""
     # The loader normalises these; callers that build a BaseImage themselves may not have.
-    base = dataclasses.replace(base, fingerprint=base.fingerprint.replace(" ", "").upper(),
-                               sha256=base.sha256.lower() if base.sha256 else None)
+    base = dataclasses.replace(base, sha256=base.sha256.lower() if base.sha256 else None)
     image = resolve("base_image.url", base.url, cluster_dir)
     compression = compression_of(image.name)
     suffix = ".img" + compression
@@ -47,7 +53,7 @@ def fetch_base(base: BaseImage, *, cluster_dir: Path, cache: Path, offline: bool
         downloads = Downloader(session, offline=offline)
         sha256 = _expected_hash(base, image, cluster_dir, store, downloads)
         with store.locked(sha256):
-            cached = _from_cache(store, sha256, suffix, base.fingerprint, image, offline=offline)
+            cached = _from_cache(store, sha256, suffix, base.fingerprints, image, offline=offline)
             if cached is not None:
                 return cached
             if offline:
@@ -72,15 +78,15 @@ def _expected_hash(base: BaseImage, image: Source, cluster_dir: Path, store: Ima
     return sha256
 
 
-def _from_cache(store: ImageCache, sha256: str, suffix: str, fingerprint: str, image: Source, *,
+def _from_cache(store: ImageCache, sha256: str, suffix: str, pinned: tuple[str, ...], image: Source, *,
                 offline: bool) -> Path | None:
     trusted_by = store.trusted_by(sha256)
     if trusted_by is None:
         return None
-    if trusted_by != fingerprint:
+    if trusted_by not in pinned:
         if offline:
             raise InputError(f"the cached image {sha256[:12]}… was verified with key {trusted_by}, but "
-                             f"base_image.fingerprint pins {fingerprint}; run without --offline",
+                             f"base_image.fingerprint pins {' and '.join(pinned)}; run without --offline",
                              hint="run once without --offline to verify it against the pinned key")
         log.info("    the cached image was verified with another key (%s); fetching it again", trusted_by)
         store.forget(sha256, suffix)
@@ -98,9 +104,9 @@ def _from_cache(store: ImageCache, sha256: str, suffix: str, fingerprint: str, i
 def _download_verified(base: BaseImage, image: Source, sha256: str, suffix: str, cluster_dir: Path,
                        store: ImageCache, downloads: Downloader) -> Path:
     """Download the image into partial/, verify hash and signature, admit it to the cache."""
-    with _keyring(base, cluster_dir, store, downloads) as keyring:
-        signature_source = resolve("base_image.signature_url", base.signature_url, cluster_dir)
-        signature = downloads.small(signature_source, limit=SIGNATURE_LIMIT)
+    signature_source = resolve("base_image.signature_url", base.signature_url, cluster_dir)
+    signature = downloads.small(signature_source, limit=SIGNATURE_LIMIT)
+    with _keyring(base, signature, signature_source, cluster_dir, store, downloads) as keyring:
         partial = store.partial(sha256, suffix)
         with step(f"download {image.name}"):
             resumed = downloads.to_file(image, partial)
@@ -115,7 +121,7 @@ def _download_verified(base: BaseImage, image: Source, sha256: str, suffix: str,
         if failure is not None:
             partial.unlink(missing_ok=True)
             raise failure
-        return store.admit(partial, sha256, suffix, base.fingerprint)
+        return store.admit(partial, sha256, suffix, keyring.fingerprint)
 
 
 def _verify(file: Path, base: BaseImage, image: Source, expected: str, keyring: PinnedKeyring,
@@ -125,7 +131,7 @@ def _verify(file: Path, base: BaseImage, image: Source, expected: str, keyring: 
         actual = sha256_file(file, f"SHA-256 {image.name}")
         verdict = keyring.check(signature, file)
     if actual == expected and verdict.good:
-        log.info("    SHA-256 matches and the signature is good (key %s)", base.fingerprint)
+        log.info("    SHA-256 matches and the signature is good (key %s)", keyring.fingerprint)
         return None
     if actual == expected:
         return VerificationError(f"{signature_source.where}: {verdict.problem}",
@@ -143,25 +149,61 @@ def _verify(file: Path, base: BaseImage, image: Source, expected: str, keyring: 
 
 
 @contextlib.contextmanager
-def _keyring(base: BaseImage, cluster_dir: Path, store: ImageCache, downloads: Downloader) -> Iterator[PinnedKeyring]:
-    """The pinned key, from the cache or fetched on first use (kept only if it is the pinned one)."""
-    cached = store.key(base.fingerprint)
-    with contextlib.ExitStack() as stack:
-        keyring = None
-        if cached.exists():
-            try:
-                keyring = stack.enter_context(
-                    pinned_keyring(cached.read_bytes(), base.fingerprint, f"cached key {cached}"))
-            except VerificationError as exc:
-                # Whatever replaced the cached key file is not the pinned key: drop it, fetch again.
-                log.warning("    %s; fetching the key again", exc.message)
-                cached.unlink(missing_ok=True)
-        if keyring is None:
-            source = resolve("base_image.signing_key", base.signing_key, cluster_dir)
-            data = downloads.small(source, limit=KEY_LIMIT)
-            keyring = stack.enter_context(pinned_keyring(data, base.fingerprint, source.where))
-            write_atomically(cached, data)
+def _keyring(base: BaseImage, signature: bytes, signature_source: Source, cluster_dir: Path, store: ImageCache,
+             downloads: Downloader) -> Iterator[PinnedKeyring]:
+    """A keyring holding the one pinned key that made `signature`, and nothing else."""
+    issuer = signature_issuer(signature)
+    if issuer is None:
+        raise VerificationError(f"{signature_source.where}: not a valid OpenPGP detached signature",
+                                hint="base_image.signature_url must name the image's .sig file")
+    fingerprint, key, origin = _signer_key(base, issuer, signature_source, cluster_dir, store, downloads)
+    with pinned_keyring(key, fingerprint, origin) as keyring:
         yield keyring
+
+
+def _signer_key(base: BaseImage, issuer: str, signature_source: Source, cluster_dir: Path, store: ImageCache,
+                downloads: Downloader) -> tuple[str, bytes, str]:
+    """The pinned key that made the signature: from the cache, else from the first signing_key source that
+    holds it (a source that fails or lacks it is skipped). Kept in the cache only as that one key."""
+    pinned = base.fingerprints
+    for fingerprint in pinned:
+        cached = store.key(fingerprint)
+        if not cached.exists():
+            continue
+        held = public_keys(cached.read_bytes())
+        if [k.fingerprint for k in held] != [fingerprint]:
+            # Whatever replaced the cached key file is not the pinned key: drop it, fetch again.
+            log.warning("    cached key %s does not hold exactly key %s; fetching it again", cached, fingerprint)
+            cached.unlink(missing_ok=True)
+        elif held[0].made(issuer):
+            return fingerprint, cached.read_bytes(), f"cached key {cached}"
+    refs = base.signing_keys
+    sources = [resolve("base_image.signing_key" + (f"[{i}]" if len(refs) > 1 else ""), ref, cluster_dir)
+               for i, ref in enumerate(refs)]
+    problems: list[ClusterbakeError] = []
+    for source in sources:
+        try:
+            fingerprint, key = pinned_signer(downloads.small(source, limit=KEY_LIMIT), issuer, pinned, source.where)
+        except (InputError, VerificationError, EnvironmentProblem) as exc:
+            if source is not sources[-1]:
+                log.warning("    %s; trying the next signing_key source", exc.message)
+            problems.append(exc)
+            continue
+        write_atomically(store.key(fingerprint), key)
+        return fingerprint, key, source.where
+    if not any(PublicKey(fingerprint).made(issuer) for fingerprint in pinned):
+        raise VerificationError(
+            f"{signature_source.where}: signature made by key {issuer}, which base_image.fingerprint does not pin "
+            f"(it pins {' and '.join(pinned)})",
+            hint=f"if the publisher has rotated its signing key, check {issuer} against its announcement, then add "
+                 "it to base_image.fingerprint (a list keeps the old key during the change) and point "
+                 "base_image.signing_key at the new key")
+    if len(problems) == 1:
+        raise problems[0]
+    kind = EnvironmentProblem if all(isinstance(p, EnvironmentProblem) for p in problems) else VerificationError
+    raise kind(f"base_image.signing_key: none of its {len(problems)} sources gave the pinned key {issuer} that "
+               "made the signature: " + "; ".join(p.message for p in problems),
+               hint="add a source that holds that key (its URL, a keyserver's by-fingerprint URL, or a file)")
 
 
 def _raw_image(store: ImageCache, sha256: str, archive: Path, suffix: str, image: Source) -> Path:

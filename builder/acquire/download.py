@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ import requests
 import urllib3
 
 from builder.acquire.sources import Source
+from builder.config.files import kind_of, read_bytes
 from builder.errors import ClusterbakeError, EnvironmentProblem, InputError, VerificationError
 from builder.progress import progress
 
@@ -68,7 +71,7 @@ class Downloader:
         """The whole content of a small file (checksum list, signature, key)."""
         if source.path is not None:
             self._refuse_if_offline(source)
-            data = _read_local(source)
+            data = _read_local(source, limit)
         else:
             data = self._with_retries(source, lambda: self._get_small(source, limit))
         if len(data) > limit:
@@ -241,19 +244,21 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _read_local(source: Source) -> bytes:
+def _read_local(source: Source, limit: int) -> bytes:
+    """A small local file: regular, at most `limit` bytes (a FIFO or /dev/zero is refused, not read)."""
     assert source.path is not None
-    try:
-        return source.path.read_bytes()
-    except FileNotFoundError:
-        raise _missing_local(source) from None
-    except OSError as exc:
-        raise InputError(f"{source.where}: cannot read: {exc.strerror}") from None
+    if not os.path.lexists(source.path):
+        raise _missing_local(source)
+    return read_bytes(source.path, source.where, limit, hint=f"check {source.setting} in the cluster file")
 
 
 def _copy_local(source: Source, partial: Path) -> None:
     assert source.path is not None
     try:
+        mode = source.path.stat().st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{source.where}: is {kind_of(mode)}, not a regular file",
+                             hint=f"check {source.setting} in the cluster file")
         src = source.path.open("rb")
     except FileNotFoundError:
         raise _missing_local(source) from None

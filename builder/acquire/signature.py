@@ -1,9 +1,11 @@
-"""Check a detached OpenPGP signature against one pinned key, and nothing else.
+"""Check a detached OpenPGP signature against the pinned keys, and nothing else.
 
-Trust comes from the fingerprint in the cluster file alone. A key file is accepted only
-when it holds exactly that key; it is then imported into a private, temporary GNUPGHOME
-that holds nothing else, so a good signature by any other key (from the user's keyring,
-say) can never count.
+Trust comes from the fingerprints in the cluster file alone: one, or several while a publisher
+rotates its key. The signature packet names the key that made it; that key's public part is
+taken from a key file only if it is one of the pinned keys, and then alone: exported from a
+scratch keyring (other keys in the same file never leave it) and imported into a private,
+temporary GNUPGHOME that holds nothing else, so a good signature by any other key (from the
+user's keyring, say) can never count.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gnupg  # type: ignore[import-untyped]
 
@@ -62,17 +66,72 @@ class PinnedKeyring:
                                      f"({result.status or 'no signature found'})")
 
 
+@dataclass(frozen=True)
+class PublicKey:
+    """One primary key in a key file, with the fingerprints of its subkeys."""
+
+    fingerprint: str
+    subkeys: tuple[str, ...] = ()
+
+    def made(self, issuer: str) -> bool:
+        """Could this key (or a subkey) have made a signature naming `issuer` (a fingerprint or a key ID)?"""
+        return any(fpr == issuer or (len(issuer) == 16 and fpr.endswith(issuer))
+                   for fpr in (self.fingerprint, *self.subkeys))
+
+
+def signature_issuer(signature: bytes) -> str | None:
+    """The key a detached signature names as its maker: its fingerprint, or (older signatures) its
+    16-digit key ID; None when the data is no signature. Needs neither the key nor the signed file."""
+    with _scratch_gpg() as gpg:
+        result = gpg.verify_file(io.BytesIO(signature), data_filename=os.devnull)
+    issuer = result.fingerprint or result.key_id
+    return str(issuer).upper() if issuer else None
+
+
+def public_keys(key_data: bytes) -> list[PublicKey]:
+    """The primary keys a key file holds (nothing is imported anywhere)."""
+    with _scratch_gpg() as gpg:
+        return [PublicKey(str(key["fingerprint"]).upper(),
+                          tuple(str(sub[2]).upper() for sub in key.get("subkeys", []) if len(sub) > 2 and sub[2]))
+                for key in _scan(gpg, key_data) if key.get("type") == "pub"]
+
+
+def pinned_signer(key_data: bytes, issuer: str, pinned: Sequence[str], origin: str) -> tuple[str, bytes]:
+    """The pinned key in `key_data` that made a signature naming `issuer`, exported alone.
+
+    Returns (its fingerprint, its armoured public key). Raises VerificationError saying what the
+    file holds instead; `origin` names the key file in messages.
+    """
+    keys = public_keys(key_data)
+    if not keys:
+        raise VerificationError(f"{origin}: holds no OpenPGP public key",
+                                hint="base_image.signing_key must name the armoured public key of the signer")
+    found = ", ".join(k.fingerprint for k in keys)
+    signer = next((k for k in keys if k.fingerprint in pinned and k.made(issuer)), None)
+    if signer is None and not any(k.fingerprint in pinned for k in keys):
+        raise VerificationError(
+            f"{origin}: holds key {found}, not the pinned key {' or '.join(pinned)}; refusing to trust it",
+            hint="base_image.fingerprint is the trust anchor: point signing_key at that key, or pin the "
+                 "right fingerprint only after checking it independently")
+    if signer is None:
+        raise VerificationError(f"{origin}: holds key {found}, but not the key {issuer} that made the signature",
+                                hint="add a base_image.signing_key source that holds the new key")
+    with _scratch_gpg() as gpg:
+        gpg.import_keys(key_data)
+        exported = gpg.export_keys(signer.fingerprint, armor=True)
+    if not exported:
+        raise VerificationError(f"{origin}: gpg could not read the pinned key {signer.fingerprint} from it")
+    return signer.fingerprint, str(exported).encode()
+
+
 @contextlib.contextmanager
 def pinned_keyring(key_data: bytes, fingerprint: str, origin: str) -> Iterator[PinnedKeyring]:
     """Import `key_data` into a fresh private keyring if it is exactly the pinned key.
 
-    `origin` names the key file in messages. The check happens before the import: a key
-    file that holds any other key is refused outright.
+    `origin` names the key file in messages. The check happens before the import: key data
+    that holds any other key is refused outright (`pinned_signer` exports the one key needed).
     """
-    require_tool("gpg")
-    home = Path(tempfile.mkdtemp(prefix="clusterbake-verify-"))
-    try:
-        gpg = gnupg.GPG(gnupghome=str(home))
+    with _scratch_gpg() as gpg:
         found = _primary_fingerprints(gpg, key_data)
         if not found:
             raise VerificationError(f"{origin}: holds no OpenPGP public key",
@@ -87,19 +146,30 @@ def pinned_keyring(key_data: bytes, fingerprint: str, origin: str) -> Iterator[P
             raise VerificationError(f"{origin}: gpg could not import the pinned key {fingerprint}: "
                                     f"{_stderr_tail(imported.stderr)}")
         yield PinnedKeyring(gpg, fingerprint)
-    finally:
-        # Verifying needs no agent, but a gpg that started one must not leave it behind.
-        run(["gpgconf", "--homedir", home, "--kill", "all"], label="gpgconf", check=False)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _primary_fingerprints(gpg: gnupg.GPG, key_data: bytes) -> list[str]:
+    return [str(key["fingerprint"]).upper() for key in _scan(gpg, key_data) if key.get("type") == "pub"]
+
+
+def _scan(gpg: gnupg.GPG, key_data: bytes) -> list[dict[str, Any]]:
     # A dry-run import lists what the file holds without adding anything to any keyring.
     with tempfile.NamedTemporaryFile(dir=gpg.gnupghome, suffix=".key") as tmp:
         tmp.write(key_data)
         tmp.flush()
-        listed = gpg.scan_keys(tmp.name)
-    return [str(key["fingerprint"]).upper() for key in listed if key.get("type") == "pub"]
+        return list(gpg.scan_keys(tmp.name))
+
+
+@contextlib.contextmanager
+def _scratch_gpg() -> Iterator[gnupg.GPG]:
+    """gpg on a fresh, empty home, removed (agent stopped) afterwards."""
+    require_tool("gpg")
+    home = Path(tempfile.mkdtemp(prefix="clusterbake-verify-"))
+    try:
+        yield gnupg.GPG(gnupghome=str(home))
+    finally:
+        run(["gpgconf", "--homedir", home, "--kill", "all"], label="gpgconf", check=False)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _stderr_tail(stderr: str) -> str:

@@ -39,7 +39,12 @@ class Source:
 
 def resolve(setting: str, ref: str, cluster_dir: Path) -> Source:
     """Resolve `ref` (URL, file:// URL or path relative to the cluster file)."""
-    parts = urllib.parse.urlsplit(ref)
+    try:
+        parts = urllib.parse.urlsplit(ref)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError as exc:
+        raise InputError(f"{setting}: {ref[:80]!r} is not a valid URL ({exc})",
+                         hint=f"check {setting} in the cluster file") from None
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         if not parts.hostname:

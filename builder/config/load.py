@@ -3,48 +3,41 @@
 from __future__ import annotations
 
 import os
-import re
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-import yaml
-
-from builder.config.model import BOARD_MODELS, BaseImage, Cluster, FileServer, Network, Node, User
+from builder.config import grammar
+from builder.config.files import read_yaml_file
+from builder.config.fileserver import check_fileserver, read_fileserver
+from builder.config.grammar import (
+    FINGERPRINT_RE,
+    HEX64_RE,
+    ID_MAX,
+    ID_MIN,
+    INTERFACE_RE,
+    LABEL_RE,
+    serials_confusable,
+    shown,
+)
+from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
 from builder.config.reader import Reader
-from builder.errors import InputError
+from builder.config.secretsdir import secrets_dir_problem
+from builder.config.sshkeys import ssh_key_problem
 
-NAME_RE = re.compile(r"^[a-z0-9-]+$")
-HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-SERIAL_RE = re.compile(r"^[0-9a-f]{8,16}$")
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
+SUDO_MODES = ("nopasswd", "password")
 
 
 def read_yaml(path: Path) -> object:
-    """Parse a YAML file; a syntax error becomes one line with its position."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file",
-                         hint="pass --cluster FILE (make: CLUSTER=FILE)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise InputError(f"{path.name}: {where}: YAML syntax error: {exc.problem}") from None
+    """Parse a YAML file (regular, small, UTF-8, bounded); any problem is one line naming the file."""
+    return read_yaml_file(path, path.name)
 
 
 def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     """Read and validate a cluster file; raise InputError naming file, key and fix."""
     path = Path(path)
-    top = Reader(read_yaml(path), path)
-    name = top.text("name", pattern=NAME_RE.match, expected="a name of [a-z0-9-]+")
+    top = Reader(read_yaml_file(path, str(path), hint="pass --cluster FILE (make: CLUSTER=FILE)"), path)
+    name = top.text("name", check=lambda v: grammar.label_problem(v, "cluster name"))
     base_image = _base_image(top.sub("base_image"))
     network = _network(top.sub("network"))
     time = top.sub("time")
@@ -52,16 +45,16 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     time.done()
     slurm = top.sub("slurm")
     controller = slurm.text("controller")
-    partition = slurm.text("partition", "main", pattern=HOSTNAME_RE.match, expected="a partition name")
+    partition = slurm.text("partition", "main", check=grammar.partition_problem)
     slurm.done()
     nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(top.items("nodes")))
     users = tuple(_user(top.item("users", i, raw)) for i, raw in enumerate(top.items("users", [])))
-    first_user = top.text("first_user", None)
+    first_user = top.text("first_user", None, check=lambda v: grammar.account_problem(v, "user name"))
     ssh = top.sub("ssh", {})
     password_auth = ssh.flag("password_authentication", False)
     ssh.done()
     secrets = top.text("secrets_dir", None)
-    fileserver = _fileserver(top, network)
+    fileserver = read_fileserver(top, network)
     top.done()
 
     cluster = Cluster(
@@ -76,39 +69,68 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         users=users,
         first_user=first_user,
         ssh_password_authentication=password_auth,
-        secrets_dir=_secrets_dir(secrets, path, name),
+        secrets_dir=_secrets_dir(secrets, path, name, top),
         fileserver=fileserver,
     )
     _check_cluster(cluster, top, profiles_dir)
-    _check_fileserver(cluster, top)
+    check_fileserver(cluster, top)
     return cluster
 
 
 def _base_image(r: Reader) -> BaseImage:
-    url = r.text("url")
+    url = r.text("url", check=grammar.url_problem)
     if not url.endswith(IMAGE_SUFFIXES):
-        r.fail(f"{url!r} does not end in one of {', '.join(IMAGE_SUFFIXES)}", key="url",
+        r.fail(f"{shown(url)} does not end in one of {', '.join(IMAGE_SUFFIXES)}", key="url",
                hint="point at the .img.xz (or .img.gz, .img.zst, .img) file itself")
-    sha256 = r.text("sha256", None, pattern=HEX64_RE.match, expected="64 hexadecimal digits")
-    sha256_url = r.text("sha256_url", None)
+    sha256 = r.text("sha256", None, pattern=HEX64_RE.fullmatch, expected="64 hexadecimal digits")
+    sha256_url = r.text("sha256_url", None, check=grammar.url_problem)
     if (sha256 is None) == (sha256_url is None):
         r.fail("needs exactly one of 'sha256' and 'sha256_url'",
                hint="give the image's SHA-256 or the URL of its .sha256 file")
-    fingerprint = r.text("fingerprint")
-    compact = fingerprint.replace(" ", "").upper()
-    if not FINGERPRINT_RE.match(compact):
-        r.fail(f"{fingerprint!r} is not a 40-digit OpenPGP fingerprint", key="fingerprint",
-               hint="copy the full fingerprint of the signing key (gpg --fingerprint)")
+    pinned = []
+    for key, fingerprint in _one_or_more(r, "fingerprint", "a 40-digit OpenPGP fingerprint"):
+        compact = fingerprint.replace(" ", "").upper()
+        if not FINGERPRINT_RE.fullmatch(compact):
+            r.fail(f"{shown(fingerprint)} is not a 40-digit OpenPGP fingerprint", key=key,
+                   hint="copy the full fingerprint of the signing key (gpg --fingerprint)")
+        if compact in pinned:
+            r.fail(f"{compact} is listed twice", key=key)
+        pinned.append(compact)
+    signature_url = r.text("signature_url", check=grammar.url_problem)
+    sources = []
+    for key, source in _one_or_more(r, "signing_key", "a URL or path of the signing key"):
+        problem = grammar.url_problem(source)
+        if problem:
+            r.fail(f"{shown(source)} {problem}", key=key)
+        sources.append(source)
     base = BaseImage(
         url=url,
         sha256=sha256.lower() if sha256 else None,
         sha256_url=sha256_url,
-        signature_url=r.text("signature_url"),
-        signing_key=r.text("signing_key"),
-        fingerprint=compact,
+        signature_url=signature_url,
+        signing_key=sources[0] if len(sources) == 1 else tuple(sources),
+        fingerprint=pinned[0] if len(pinned) == 1 else tuple(pinned),
     )
     r.done()
     return base
+
+
+def _one_or_more(r: Reader, key: str, expected: str) -> list[tuple[str, str]]:
+    """A string, or a non-empty list of strings: (key path, value) pairs, none with a control character."""
+    value = r.take(key)
+    if isinstance(value, str):
+        items = [(key, value)]
+    elif isinstance(value, list) and value:
+        items = [(f"{key}[{i}]", item) for i, item in enumerate(value)]
+    else:
+        r.fail(f"{shown(value)} is not {expected} or a list of them", key=key)
+    for where, item in items:
+        if not isinstance(item, str):
+            r.fail(f"{shown(item)} is not {expected}", key=where)
+        problem = grammar.control_problem(item)
+        if problem:
+            r.fail(f"{shown(item)} {problem}", key=where)
+    return items
 
 
 def _network(r: Reader) -> Network:
@@ -122,26 +144,26 @@ def _network(r: Reader) -> Network:
         try:
             dns.append(IPv4Address(value))
         except ValueError:
-            r.fail(f"{value!r} is not an IPv4 address", key=f"dns[{i}]")
+            r.fail(f"{shown(value)} is not an IPv4 address", key=f"dns[{i}]")
     network = Network(
         subnet=subnet,
         gateway=gateway,
         dns=tuple(dns),
-        interface=r.text("interface", "eth0", pattern=re.compile(r"^[a-z0-9]{1,15}$").match,
-                         expected="an interface name like eth0"),
-        domain=r.text("domain", None, pattern=re.compile(r"^[a-z0-9.-]+$").match, expected="a DNS domain"),
+        interface=r.text("interface", "eth0", pattern=INTERFACE_RE.fullmatch,
+                         expected="an interface name like eth0 (1-15 of a-z, 0-9)"),
+        domain=r.text("domain", None, check=grammar.domain_problem),
     )
     r.done()
     return network
 
 
 def _node(r: Reader) -> Node:
-    name = r.text("name", pattern=HOSTNAME_RE.match, expected="a hostname of [a-z0-9-]")
-    role = r.text("role", pattern=NAME_RE.match, expected="a role name of [a-z0-9-]+")
+    name = r.text("name", check=grammar.hostname_problem)
+    role = r.text("role", pattern=LABEL_RE.fullmatch, expected="a role name of [a-z0-9-]")
     ip = r.parse("ip", IPv4Address, "an IPv4 address")
     model = r.text("model", "pi5-8gb")
     if model not in BOARD_MODELS:
-        r.fail(f"{model!r} is not a known board model", key="model",
+        r.fail(f"{shown(model)} is not a known board model", key="model",
                hint="one of " + ", ".join(BOARD_MODELS) + ", or set cpus and memory_mb")
     cpus, memory = BOARD_MODELS[model]
     node = Node(
@@ -149,102 +171,76 @@ def _node(r: Reader) -> Node:
         role=role,
         ip=ip,
         model=model,
-        cpus=r.integer("cpus", cpus, minimum=1),
-        memory_mb=r.integer("memory_mb", memory, minimum=64),
-        serial=_lower(r.text("serial", None, pattern=lambda v: bool(SERIAL_RE.match(v.lower())),
-                             expected="a board serial (8 to 16 hex digits)")),
-        mac=_lower(r.text("mac", None, pattern=lambda v: bool(MAC_RE.match(v.lower())),
-                          expected="a MAC address like 2c:cf:67:00:00:01")),
+        cpus=r.integer("cpus", cpus, minimum=1, maximum=cpus),
+        memory_mb=r.integer("memory_mb", memory, minimum=64, maximum=_installed_mb(model)),
+        serial=_lower(r.text("serial", None, check=lambda v: grammar.serial_problem(v.lower()))),
+        mac=_lower(r.text("mac", None, check=lambda v: grammar.mac_problem(v.lower()))),
     )
     r.done()
     return node
 
 
 def _user(r: Reader) -> User:
-    name = r.text("name", pattern=USERNAME_RE.match, expected="a user name of [a-z_][a-z0-9_-]*")
-    uid = r.integer("uid", minimum=1000)
+    name = r.text("name", check=grammar.user_name_problem)
+    uid = _id(r, "uid", None)
     keys = r.items("ssh_keys", [])
     for i, key in enumerate(keys):
-        if not isinstance(key, str) or not re.match(r"^(ssh-|ecdsa-|sk-)\S+ \S+", key):
-            r.fail(f"{str(key)[:30]!r}… is not an OpenSSH public key", key=f"ssh_keys[{i}]",
+        problem = ssh_key_problem(key) if isinstance(key, str) else "is not text"
+        if problem is not None:
+            r.fail(f"{shown(key)} is not an OpenSSH public key: {problem}", key=f"ssh_keys[{i}]",
                    hint="paste one line of ~/.ssh/id_ed25519.pub")
     groups = r.items("groups", [])
     for i, group in enumerate(groups):
-        if not isinstance(group, str) or not USERNAME_RE.match(group):
-            r.fail(f"{group!r} is not a group name", key=f"groups[{i}]")
-    password_hash = r.text("password_hash", None, pattern=lambda v: v.startswith("$"),
-                           expected="a crypt(3) hash (openssl passwd -6)")
+        problem = grammar.account_problem(group, "group name") if isinstance(group, str) else "is not a group name"
+        if problem is not None:
+            r.fail(f"{shown(group)} {problem}", key=f"groups[{i}]")
+    password_hash = r.text("password_hash", None, check=grammar.crypt_problem,
+                           hint="make one with: openssl passwd -6")
     user = User(
         name=name,
         uid=uid,
-        gid=r.integer("gid", uid, minimum=1000),
+        gid=_id(r, "gid", uid),
         groups=tuple(groups),
         ssh_keys=tuple(keys),
         password_hash=password_hash,
-        shell=r.text("shell", "/bin/bash", pattern=lambda v: v.startswith("/"), expected="an absolute path"),
+        shell=r.text("shell", "/bin/bash", check=grammar.shell_problem),
+        sudo=r.text("sudo", None, pattern=lambda v: v in SUDO_MODES, expected="'nopasswd' or 'password'"),
     )
     r.done()
     return user
 
 
-# Exports are mounted over these on every other node: never over (or under) the system's own.
-SYSTEM_PATHS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/lost+found", "/media", "/proc",
-                "/root", "/run", "/sbin", "/snap", "/sys", "/tmp", "/usr", "/var")
-EXPORT_RE = re.compile(r"^(/[a-z0-9_]+)+$")
-DEFAULT_EXPORTS = ("/home", "/scratch")
+def _id(r: Reader, key: str, default: int | None) -> int:
+    """A UID or GID: above the image's own user (pi, 1000), below what systemd reserves."""
+    value = r.take(key, default) if default is not None else r.take(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not ID_MIN <= value <= ID_MAX:
+        r.fail(f"{shown(value)} is not a whole number from {ID_MIN} to {ID_MAX}", key=key,
+               hint="1000 is the image's own user; 0-999 belong to the system, above 60000 to systemd")
+    return value
 
 
-def _fileserver(top: Reader, network: Network) -> FileServer | None:
-    """`fileserver:` (optional): which node serves which directories to which part of the subnet."""
-    raw_section = top.take("fileserver", None)
-    if raw_section is None:
-        return None
-    r = Reader(raw_section, top.file, "fileserver")
-    node = r.text("node")
-    clients = r.parse("clients", lambda v: IPv4Network(v, strict=True), "an IPv4 subnet like 10.0.0.0/24",
-                      network.subnet)
-    if not clients.subnet_of(network.subnet):
-        r.fail(f"{clients} is outside network.subnet {network.subnet}", key="clients",
-               hint=f"export only to the cluster: {network.subnet} or a part of it")
-    raw = r.items("exports", list(DEFAULT_EXPORTS))
-    if not raw:
-        r.fail("is empty", key="exports", hint="list the directories to share, or remove fileserver:")
-    exports: list[str] = []
-    for i, path in enumerate(raw):
-        if not isinstance(path, str) or not EXPORT_RE.match(path):
-            r.fail(f"{path!r} is not an absolute path of lower-case letters, digits and _", key=f"exports[{i}]",
-                   hint="e.g. /home or /scratch")
-        clash = next((s for s in SYSTEM_PATHS if path == s or path.startswith(s + "/")), None)
-        if clash is not None:
-            r.fail(f"{path} would be mounted over the system's {clash} on every other node", key=f"exports[{i}]",
-                   hint="export a directory of its own, such as /scratch or /srv/data")
-        nested = next((e for e in exports if path == e or path.startswith(e + "/") or e.startswith(path + "/")),
-                      None)
-        if nested is not None:
-            r.fail(f"{path} overlaps {nested}, exported already", key=f"exports[{i}]",
-                   hint="export each directory once, none inside another")
-        exports.append(path)
-    r.done()
-    return FileServer(node=node, exports=tuple(exports), clients=clients)
-
-
-def _check_fileserver(cluster: Cluster, top: Reader) -> None:
-    server = cluster.fileserver
-    if server is not None and server.node not in {n.name for n in cluster.nodes}:
-        top.fail(f"{server.node!r} names no node", path="fileserver.node",
-                 hint="use one of " + ", ".join(n.name for n in cluster.nodes))
+def _installed_mb(model: str) -> int:
+    """The RAM a board model has, from its name (pi5-8gb: 8192 MB): RealMemory cannot be more."""
+    return int(model.rsplit("-", 1)[1].removesuffix("gb")) * 1024
 
 
 def _lower(value: str | None) -> str | None:
     return value.lower() if value is not None else None
 
 
-def _secrets_dir(value: str | None, cluster_file: Path, name: str) -> Path:
+def _secrets_dir(value: str | None, cluster_file: Path, name: str, top: Reader) -> Path:
     if value is None:
         config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        return Path(config) / "clusterbake" / "secrets" / name
-    expanded = Path(os.path.expanduser(value))
-    return expanded if expanded.is_absolute() else (cluster_file.parent / expanded).resolve()
+        path = Path(config) / "clusterbake" / "secrets" / name
+    elif not value.strip():
+        top.fail("is empty", path="secrets_dir", hint="remove the key to use ~/.config/clusterbake/secrets/NAME")
+    else:
+        expanded = Path(os.path.expanduser(value))
+        path = expanded if expanded.is_absolute() else (cluster_file.parent / expanded).resolve()
+    problem = secrets_dir_problem(path)
+    if problem is not None:
+        top.fail(f"{shown(str(path))} {problem[0]}", path="secrets_dir", hint=problem[1])
+    return path
 
 
 def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> None:
@@ -254,6 +250,7 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
         top.fail("has no nodes", key="nodes", hint="list at least the controller node")
     seen_names: dict[str, int] = {}
     seen_ips: dict[IPv4Address, int] = {}
+    _check_board_ids(cluster, top)
     for i, node in enumerate(cluster.nodes):
         where = f"nodes[{i}]"
         if node.name in seen_names:
@@ -270,7 +267,7 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
         if node.ip == net.gateway:
             top.fail(f"{node.ip} is the gateway's address", path=f"{where}.ip",
                      hint="choose another address; network.gateway is the router")
-        if profiles_dir is not None and not (profiles_dir / f"{node.role}.yaml").is_file():
+        if profiles_dir is not None and not os.path.lexists(profiles_dir / f"{node.role}.yaml"):
             known = sorted(p.stem for p in profiles_dir.glob("*.yaml") if p.stem != "common")
             top.fail(f"role {node.role!r} has no profile {profiles_dir.name}/{node.role}.yaml",
                      path=f"{where}.role", hint="use one of " + ", ".join(known) + " or add that profile")
@@ -278,7 +275,7 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
         seen_ips[node.ip] = i
     for key, ref in (("time.server", cluster.time_server), ("slurm.controller", cluster.slurm_controller)):
         if ref not in seen_names:
-            top.fail(f"{ref!r} names no node", path=key, hint="use one of " + ", ".join(seen_names))
+            top.fail(f"{shown(ref)} names no node", path=key, hint="use one of " + ", ".join(seen_names))
     user_names = [u.name for u in cluster.users]
     for i, user in enumerate(cluster.users):
         if user_names.index(user.name) != i:
@@ -289,3 +286,22 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
             top.fail(f"uid {user.uid} is already used by users[{uids.index(user.uid)}]", path=f"users[{i}].uid")
     if cluster.first_user is not None and cluster.first_user not in user_names:
         top.fail(f"{cluster.first_user!r} names no entry of users", path="first_user")
+
+
+def _check_board_ids(cluster: Cluster, top: Reader) -> None:
+    """No board may match two nodes at first boot: MACs unique, no serial another's short form."""
+    macs: dict[str, int] = {}
+    serials: dict[str, int] = {}
+    for i, node in enumerate(cluster.nodes):
+        if node.mac is not None:
+            if node.mac in macs:
+                top.fail(f"{node.mac} is already the MAC of nodes[{macs[node.mac]}]", path=f"nodes[{i}].mac",
+                         hint="every board has its own MAC address")
+            macs[node.mac] = i
+        if node.serial is not None:
+            for serial, j in serials.items():
+                if serials_confusable(serial, node.serial):
+                    top.fail(f"{node.serial} and the serial {serial} of nodes[{j}] could be the same board "
+                             f"(one is the other's short form)", path=f"nodes[{i}].serial",
+                             hint="give each node's full serial from /proc/cpuinfo")
+            serials[node.serial] = i

@@ -26,11 +26,21 @@ class BaseImage:
     """The Raspberry Pi OS image every build starts from, and how to trust it."""
 
     url: str
-    fingerprint: str
+    fingerprint: str | tuple[str, ...]      # the trust anchor: one key, or several while the publisher rotates
     signature_url: str
-    signing_key: str
+    signing_key: str | tuple[str, ...]      # where the key may be found: one source, or several tried in order
     sha256: str | None = None
     sha256_url: str | None = None
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """The pinned fingerprints, compact and upper-case."""
+        pinned = (self.fingerprint,) if isinstance(self.fingerprint, str) else self.fingerprint
+        return tuple(f.replace(" ", "").upper() for f in pinned)
+
+    @property
+    def signing_keys(self) -> tuple[str, ...]:
+        return (self.signing_key,) if isinstance(self.signing_key, str) else self.signing_key
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ class User:
     ssh_keys: tuple[str, ...] = ()
     password_hash: str | None = None
     shell: str = "/bin/bash"
+    sudo: str | None = None     # "nopasswd", "password", or None: decided per image (render/sudoers.py)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ An arm64 image runs on an x86 host through qemu-user-static registered in binfmt
 the fix-binary (F) flag: the kernel keeps the interpreter open, so the image needs no copy of
 qemu. While the chroot exists no service may start (policy-rc.d exits 101), the image resolves
 names with the host's resolv.conf (its own is restored exactly, link or file, in `finally`),
-and apt's downloads land in a host cache shared by later builds.
+and apt's downloads (and its package lists, when given) live in host caches shared by later
+builds.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def _os_release(root: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def enter_chroot(root: Path, boot: BootPartition, *, boot_mountpoint: str = "/boot/firmware",
-                 apt_cache: Path | None = None) -> Iterator[Chroot]:
+                 apt_cache: Path | None = None, apt_lists: Path | None = None) -> Iterator[Chroot]:
     """Prepare `root` for running commands; tear everything down in reverse order afterwards."""
     with contextlib.ExitStack() as stack:
         with step("prepare the chroot"):
@@ -181,6 +182,9 @@ def enter_chroot(root: Path, boot: BootPartition, *, boot_mountpoint: str = "/bo
                     raise EnvironmentProblem(f"{cache}: cannot create the apt cache: {exc.strerror}",
                                              hint="point --cache at a writable directory") from None
                 stack.enter_context(mounted(cache, _dir_in(root, "/var/cache/apt/archives"), bind=True))
+            if apt_lists is not None:
+                # The image's own lists directory is hidden, not written: the lists stay on the host.
+                stack.enter_context(mounted(apt_lists, _dir_in(root, "/var/lib/apt/lists"), bind=True))
             copy = stack.enter_context(boot_copy(boot, stack.enter_context(scratch_dir("boot"))))
             stack.enter_context(mounted(copy, _dir_in(root, boot_mountpoint), bind=True))
             host_resolv = Path("/etc/resolv.conf")

@@ -67,13 +67,16 @@ class OpenImage:
     def exists(self, path: str) -> bool:
         return rootfs.exists(self.root, path)
 
-    def chroot(self, *, apt_cache: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:
+    def chroot(self, *, apt_cache: Path | None = None,
+               apt_lists: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:
         """Commands inside the image; with `apt_cache`, apt's downloads are kept there on the host.
 
         Only steps that install packages pass a cache (the build's `--cache`): a chroot that runs
-        no apt needs no writable host directory.
+        no apt needs no writable host directory. `apt_lists` is the host directory that serves
+        as apt's lists (see builder.provision.packages).
         """
-        return enter_chroot(self.root, self.boot, boot_mountpoint=self.layout.boot_mountpoint, apt_cache=apt_cache)
+        return enter_chroot(self.root, self.boot, boot_mountpoint=self.layout.boot_mountpoint, apt_cache=apt_cache,
+                            apt_lists=apt_lists)
 
     def check(self) -> None:
         """e2fsck -fn on the root, fsck.vfat -n on the boot partition, disk id and PARTUUIDs agreeing.

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from builder.config.model import Cluster
 from builder.errors import InputError
 from builder.image import Chroot, OpenImage
+from builder.render import ImageFile
+from builder.render.sudoers import SUDOERS_DIR
 
 
 def _entries(img: OpenImage, path: str) -> dict[str, list[str]]:
@@ -57,3 +61,23 @@ def _check_free(where: str, kind: str, number: int, table: dict[str, list[str]])
         if len(fields) > 2 and fields[2] == str(number):
             raise InputError(f"{where}.{kind}: {number} is already used by '{other}' in the base image",
                              hint=f"choose another {kind} (>= 2000 avoids Debian's system and first-user ranges)")
+
+
+def check_sudoers(img: OpenImage, chroot: Chroot, files: Sequence[ImageFile]) -> None:
+    """Every sudoers rule written must pass the image's own `visudo -cf`.
+
+    sudo refuses to run at all when a file under /etc/sudoers.d does not parse, which would lock
+    every user of a key-only image out of root.
+    """
+    rules = [f for f in files if f.path.startswith(f"{SUDOERS_DIR}/") and not f.directory]
+    if not rules:
+        return
+    if not img.exists("/usr/sbin/visudo"):
+        raise InputError(f"{rules[0].source}: the image has no sudo (no /usr/sbin/visudo) for {rules[0].path}",
+                         hint="add sudo to the role's packages, or set the user's sudo: password")
+    for rule in rules:
+        proc = chroot.run(["visudo", "-cf", rule.path], capture=True, check=False)
+        if proc.returncode != 0:
+            said = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()
+            raise InputError(f"{rule.source}: visudo rejects {rule.path}: {said[-1] if said else proc.returncode}",
+                             hint="fix the rule's syntax (visudo -cf FILE)")

@@ -30,10 +30,11 @@ def remove_paths(img: OpenImage, patterns: Sequence[str]) -> None:
 
 
 def apply_boot_edits(img: OpenImage, plan: RenderPlan) -> None:
-    """config.txt lines into [all], the serial console out of cmdline.txt, extra boot files."""
+    """config.txt lines into [all] (and board lines under [pi4]/[pi5]), the serial console out of cmdline.txt,
+    extra boot files."""
     boot = img.boot
     config = boot.read("config.txt").decode()
-    boot.write("config.txt", apply_config_txt(config, plan.config_txt_lines).encode())
+    boot.write("config.txt", apply_config_txt(config, plan.config_txt_lines, plan.config_txt_boards).encode())
     cmdline = boot.read("cmdline.txt").decode()
     boot.write("cmdline.txt", apply_cmdline(cmdline, remove_serial_console=plan.remove_serial_console,
                                             add=plan.cmdline_args).encode())

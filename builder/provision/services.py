@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
+from pathlib import PurePosixPath
 
 from builder.errors import InputError
 from builder.image import Chroot, OpenImage
@@ -12,14 +15,18 @@ UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/sys
 
 def unit_exists(img: OpenImage, unit: str) -> bool:
     name = unit if "." in unit else f"{unit}.service"
-    return any(img.resolve(f"{d}/{name}").exists() for d in UNIT_DIRS)
+    # An instance (getty@tty1.service) exists when its template (getty@.service) does.
+    template = re.sub(r"@[^.]+\.", "@.", name)
+    return any(img.resolve(f"{d}/{n}").exists() for d in UNIT_DIRS for n in {name, template})
 
 
-def set_services(img: OpenImage, chroot: Chroot, *, enable: Sequence[str], disable: Sequence[str], source: str) -> None:
-    """Enable what the role needs and disable what it must not run.
+def set_services(img: OpenImage, chroot: Chroot, *, enable: Sequence[str], disable: Sequence[str],
+                 mask: Sequence[str] = (), source: str) -> None:
+    """Enable what the role needs, disable what it must not run, mask what must never start.
 
     A unit to enable must exist (a profile naming a unit its packages don't ship is an
-    error); a unit to disable that the image doesn't have is already off.
+    error); a unit to disable that the image doesn't have is already off. A masked unit
+    cannot be started by anything: not a preset at first boot, not a package, not a user.
     """
     missing = [u for u in enable if not unit_exists(img, u)]
     if missing:
@@ -28,5 +35,34 @@ def set_services(img: OpenImage, chroot: Chroot, *, enable: Sequence[str], disab
     present = [u for u in disable if unit_exists(img, u)]
     if present:
         chroot.run(["systemctl", "disable", *present])
+    for unit in disable:
+        if unit not in present:
+            remove_leftover_links(img, unit)
     if enable:
         chroot.run(["systemctl", "enable", *enable])
+    if mask:
+        chroot.run(["systemctl", "mask", *mask])
+
+
+def remove_leftover_links(img: OpenImage, unit: str) -> list[str]:
+    """Remove the enablement links of a unit whose package is gone; return their paths.
+
+    A package that apt removed (chrony replaces systemd-timesyncd) keeps its conffiles and
+    the links its postinst made until it is purged: systemctl cannot disable a unit it
+    cannot find, and the dangling links would still name it as wanted at boot.
+    """
+    top = "/etc/systemd/system"
+    candidates = [f"{top}/{p.parent.name}/{p.name}" for p in img.resolve(top).glob("*.*/*")
+                  if p.parent.name.endswith((".wants", ".requires"))]
+    candidates += [f"{top}/{p.name}" for p in img.resolve(top).iterdir()]
+    removed = []
+    for path in candidates:
+        folder, _, name = path.rpartition("/")
+        target = img.resolve(folder) / name  # the link itself, not what it points at
+        if not target.is_symlink():
+            continue
+        pointed = os.readlink(target)
+        if PurePosixPath(pointed).name == unit and pointed.startswith("/") and not img.exists(pointed):
+            img.remove(path)
+            removed.append(path)
+    return removed

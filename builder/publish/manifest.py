@@ -86,6 +86,7 @@ def image_manifest(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, base: 
         "disabled_units": list(plan.disable),
         "removed": list(plan.remove),
         "config_txt_lines": list(plan.config_txt_lines),
+        "config_txt_boards": {board: list(lines) for board, lines in plan.config_txt_boards},
         "cmdline_args": list(plan.cmdline_args),
         "remove_serial_console": plan.remove_serial_console,
         "files": files,

@@ -32,7 +32,7 @@ from builder.image.leftovers import signals_held
 from builder.progress import step
 from builder.publish.bmap import create_bmap
 from builder.publish.compress import compress_xz, compress_zstd
-from builder.publish.imager import ImagerEntry, device_tags, download_url, init_format, write_os_list
+from builder.publish.imager import ImagerEntry, device_tags, download_url, write_os_list
 from builder.publish.manifest import image_manifest, image_packages, write_manifest
 from builder.publish.reproducible import make_reproducible, source_date_epoch
 from builder.publish.secrets import find_secrets
@@ -130,8 +130,7 @@ def publish_role(build: BuildRequest, work: Path, *, epoch: int, date: str, fast
         f"(clusterbake image of the {cluster.name} cluster; copy munge.key to the boot partition)",
         url=download_url(base_url, compressed.name), release_date=date, extract_size=extract_size,
         extract_sha256=extract_sha256, image_download_size=compressed.stat().st_size,
-        image_download_sha256=sha256_file(compressed), devices=device_tags(cluster.nodes_with_role(role)),
-        init_format=init_format(packages))
+        image_download_sha256=sha256_file(compressed), devices=device_tags(cluster.nodes_with_role(role)))
     return RoleArtefacts(role, tuple(sorted(files)), entry)
 
 

@@ -15,25 +15,46 @@ from builder.render.lint import claims_of_line
 SERIAL_CONSOLES = ("serial0", "ttyAMA0", "ttyAMA10", "ttyS0")
 
 
-def apply_config_txt(text: str, lines: Sequence[str]) -> str:
-    """Add `lines` for all boards; lines already in force for all boards are not repeated."""
-    in_all = True
+def apply_config_txt(text: str, lines: Sequence[str],
+                     by_board: Sequence[tuple[str, Sequence[str]]] = ()) -> str:
+    """Add `lines` for all boards, and each board's own lines under its filter (`[pi5]` …, then `[all]`).
+
+    Lines already in force (for all boards, or for that board) are not repeated.
+    """
+    present, in_all = _in_force(text, None)
+    missing = [line for line in dict.fromkeys(s.strip() for s in lines) if line and line not in present]
+    _check_pins(present, missing)
+    out = text
+    if missing:
+        out = out if not out or out.endswith("\n") else out + "\n"
+        if not in_all:
+            # The file ends inside a board section: close it, or the lines would only apply to that board.
+            out += "\n[all]\n"
+        out += "".join(f"{line}\n" for line in missing)
+    for board, board_lines in by_board:
+        for_board, _ = _in_force(out, board)
+        wanted = [line for line in dict.fromkeys(s.strip() for s in board_lines) if line and line not in for_board]
+        _check_pins(for_board, wanted)
+        if wanted:
+            out = out if not out or out.endswith("\n") else out + "\n"
+            out += f"\n[{board}]\n" + "".join(f"{line}\n" for line in wanted) + "[all]\n"
+    return out
+
+
+def _in_force(text: str, board: str | None) -> tuple[set[str], bool]:
+    """The lines in force for every board (board None), or for `board`; and whether `[all]` is in force
+    at the end of the file. Other filters (`[cm5]`, `[gpio4=1]` …) are read as not applying."""
+    applies, at_all = True, True
     present: set[str] = set()
     for raw in text.splitlines():
         line = raw.strip()
         if line.startswith("[") and line.endswith("]"):
-            in_all = line.lower() == "[all]"
-        elif in_all and line and not line.startswith("#"):
+            section = line[1:-1].lower()
+            at_all = section == "all"
+            applies = at_all or section == board
+        elif applies and line and not line.startswith("#"):
             present.add(line)
-    missing = [line for line in dict.fromkeys(s.strip() for s in lines) if line and line not in present]
-    _check_pins(present, missing)
-    if not missing:
-        return text
-    out = text if not text or text.endswith("\n") else text + "\n"
-    if not in_all:
-        # The file ends inside a board section: close it, or the lines would only apply to that board.
-        out += "\n[all]\n"
-    return out + "".join(f"{line}\n" for line in missing)
+    return present, at_all
 
 
 def apply_cmdline(text: str, *, remove_serial_console: bool, add: Sequence[str] = ()) -> str:

@@ -5,6 +5,8 @@ Variables (documented in overlays/README.md):
   network      subnet, prefix, netmask, gateway, dns (list), interface, domain
   nodes        every node (see below), in cluster-file order
   compute_nodes  the nodes whose role's profile enables slurmd.service
+  compute_groups, compute_hostlist   the same as Slurm hostlists: groups of neighbours sharing
+               CPUs and memory (names, addrs, cpus, memory_mb), and all names (node[01-06],gps)
   controller, time_server   the node running slurmctld / serving time
   users        name, uid, gid, groups, ssh_keys, shell
   role         the role being rendered; settings: its merged profile settings
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.config.model import Cluster, Node, User
+from builder.render.hostlist import hostlist, node_groups
 from builder.render.profiles import Profile
 
 
@@ -54,6 +57,7 @@ def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: st
     net = cluster.network
     nodes = [node_values(cluster, n) for n in cluster.nodes]
     by_name = {n["name"]: n for n in nodes}
+    compute = [n for n in nodes if profiles[n["role"]].runs("slurmd.service")]
     return {
         "cluster": {
             "name": cluster.name,
@@ -72,7 +76,9 @@ def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: st
             "domain": net.domain,
         },
         "nodes": nodes,
-        "compute_nodes": [n for n in nodes if profiles[n["role"]].runs("slurmd.service")],
+        "compute_nodes": compute,
+        "compute_groups": node_groups(compute),
+        "compute_hostlist": hostlist(n["name"] for n in compute),
         "controller": by_name[cluster.slurm_controller],
         "time_server": by_name[cluster.time_server],
         "users": [user_values(u) for u in cluster.users],

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from builder.config.grammar import shown
 from builder.config.model import Node
 from builder.errors import InputError
 
@@ -24,6 +25,7 @@ DTPARAM_PINS: dict[str, tuple[int, ...]] = {
     "i2c1": (2, 3),
     "spi": (7, 8, 9, 10, 11),
     "i2s": (18, 19, 20, 21),
+    "uart0": (14, 15),       # Pi 5: UART0 on GPIO14/15 (/dev/ttyAMA0)
 }
 
 # Overlays and the pins they use when no pin parameter is given (from the overlays' README).
@@ -36,6 +38,7 @@ OVERLAY_DEFAULT_PINS: dict[str, tuple[int, ...]] = {
     "i2c-rtc": (2, 3),
     "i2c-gpio": (23, 24),
     "uart0": (14, 15),
+    "uart0-pi5": (14, 15),
 }
 
 PIN_PARAMS = ("gpiopin", "gpio_pin", "pin", "gpio")
@@ -81,8 +84,8 @@ def check_gpio(role: str, claims: Iterable[GpioClaim]) -> None:
         if claim.pin == POWER_BUTTON_PIN:
             hint = "GPIO3 (pin 5) is the power button; move the other use elsewhere (I2C needs GPIO2/3: drop it)"
         raise InputError(
-            f"profiles/{role}.yaml: GPIO{claim.pin} is claimed twice: {other.what!r} ({other.profile}.yaml) "
-            f"and {claim.what!r} ({claim.profile}.yaml)",
+            f"profiles/{role}.yaml: GPIO{claim.pin} is claimed twice: {shown(other.what)} ({other.profile}.yaml) "
+            f"and {shown(claim.what)} ({claim.profile}.yaml)",
             hint=hint,
         )
 

@@ -7,9 +7,11 @@ copied) gives owners and modes and repeats subtrees; the format is in overlays/R
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import product
@@ -18,18 +20,23 @@ from types import TracebackType
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
 
+from builder.config.files import FILE_LIMIT, TEMPLATE_LIMIT, kind_of, read_bytes, read_text
+from builder.config.grammar import control_problem, shown
 from builder.config.load import read_yaml
 from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.files import ImageFile
+from builder.render.sandbox import sandbox
 from builder.render.where import labelled
 
 MANIFEST = "manifest.yaml"
 TEMPLATE_SUFFIX = ".j2"
-MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
-EACH_RE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+in\s+(\S.*)$")
-OWNER_RE = re.compile(r"^[a-z_][a-z0-9_-]*$")
+MODE_RE = re.compile(r"0?[0-7]{3,4}")
+EACH_RE = re.compile(r"\s*([a-z_][a-z0-9_]*)\s+in\s+(\S.*)")
+OWNER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+MAX_NAME_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -46,20 +53,43 @@ class Manifest:
     each: tuple[tuple[str, str, str], ...] = ()     # (path glob, variable, Jinja expression)
 
 
+class OverlayLoader(jinja2.BaseLoader):
+    """Templates (and what they include) from inside the overlays directory, read like every input file."""
+
+    def __init__(self, root: Path, label: str) -> None:
+        self.root = root
+        self.label = label
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        pieces = jinja2.loaders.split_template_path(template)   # refuses '..'
+        path = self.root.joinpath(*pieces)
+        if not path.exists() and not path.is_symlink():
+            raise jinja2.TemplateNotFound(template)
+        text = read_text(path, f"{self.label}/{'/'.join(pieces)}", TEMPLATE_LIMIT)
+        return text, str(path), lambda: True
+
+
 class Templates:
-    """One Jinja environment over the overlays directory, and errors translated into InputError."""
+    """One sandboxed Jinja environment over the overlays directory, and errors translated into InputError."""
 
     def __init__(self, overlays_dir: Path) -> None:
         self.root = Path(overlays_dir).resolve()
         self.label = Path(overlays_dir).name
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.root)),
-            undefined=jinja2.StrictUndefined,
+        self.env = sandbox(
+            loader=OverlayLoader(self.root, self.label),
             keep_trailing_newline=True,
             trim_blocks=True,     # a line holding only a {% tag %} leaves no blank line
             lstrip_blocks=True,
-            autoescape=False,
         )
+        # A role image renders the node overlays once per node: parse and compile each thing once.
+        self._inline: dict[str, jinja2.Template] = {}
+        self._manifests: dict[str, Manifest] = {}
+
+    def manifest(self, name: str) -> Manifest:
+        """The overlay's manifest.yaml, read once."""
+        if name not in self._manifests:
+            self._manifests[name] = read_manifest(self.root / name, f"{self.label}/{name}")
+        return self._manifests[name]
 
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -72,7 +102,9 @@ class Templates:
         if "{" not in text:
             return text
         try:
-            return self.env.from_string(text).render(context)
+            if text not in self._inline:
+                self._inline[text] = self.env.from_string(text)
+            return self._inline[text].render(context)
         except jinja2.TemplateError as exc:
             raise self._error(where, exc, inline=text) from None
 
@@ -90,8 +122,12 @@ class Templates:
         if isinstance(exc, jinja2.TemplateSyntaxError):
             where = f"{self.label}/{exc.name or name}" + (f": line {exc.lineno}" if inline is None else "")
             return InputError(f"{where}: {exc.message}", hint="fix the Jinja syntax")
+        if isinstance(exc, SecurityError):
+            hint = "templates run in a sandbox: use the variables listed in overlays/README.md, not Python internals"
+        if isinstance(exc, jinja2.TemplateNotFound):
+            exc.message = f"no template {shown(exc.name)} inside {self.label}/"
         if inline is not None:
-            return InputError(f"{self.label}/{name}: in {inline!r}: {exc.message}", hint=hint)
+            return InputError(f"{self.label}/{name}: in {shown(inline)}: {exc.message}", hint=hint)
         where, line = self._failing_line(exc.__traceback__, name)
         return InputError(f"{self.label}/{where}: line {line}: {exc.message}", hint=hint)
 
@@ -113,7 +149,7 @@ def render_overlay(templates: Templates, name: str, context: Mapping[str, Any], 
     if not top.is_dir():
         raise InputError(f"{wanted_by}: overlays: no overlay directory {templates.label}/{name}",
                          hint=f"create {templates.label}/{name}/ or remove it from the list")
-    manifest = read_manifest(top, f"{templates.label}/{name}")
+    manifest = templates.manifest(name)
     out: list[ImageFile] = []
     for rel, is_dir in _entries(top, manifest, f"{templates.label}/{name}"):
         key = rel[: -len(TEMPLATE_SUFFIX)] if not is_dir and rel.endswith(TEMPLATE_SUFFIX) else rel
@@ -132,22 +168,22 @@ def _render_entry(templates: Templates, name: str, rel: str, key: str, is_dir: b
                   scope: Mapping[str, Any], source: str) -> ImageFile:
     parts = [templates.render_text(f"{name}/{rel}", part, scope) for part in key.split("/")]
     for part in parts:
-        if part in ("", ".", "..") or "/" in part or "\0" in part:
-            raise InputError(f"{source}: the name renders to {part!r}, which is not one path component",
+        if part in ("", ".", "..") or "/" in part or control_problem(part) or len(part.encode()) > MAX_NAME_BYTES:
+            raise InputError(f"{source}: the name renders to {shown(part)}, which is not one path component",
                              hint="a templated name must give a plain file name inside the image root")
     attrs = attrs or Attributes("root", "root", "0644")
     owner = templates.render_text(f"{name}/{MANIFEST}", attrs.owner, scope)
     group = templates.render_text(f"{name}/{MANIFEST}", attrs.group, scope)
     for who in (owner, group):
-        if not OWNER_RE.match(who):
-            raise InputError(f"{templates.label}/{name}/{MANIFEST}: owner {who!r} (for {key}) is not a user name",
+        if not OWNER_RE.fullmatch(who):
+            raise InputError(f"{templates.label}/{name}/{MANIFEST}: owner {shown(who)} (for {key}) is not a user name",
                              hint="owners and groups are names from the image's /etc/passwd, like root or munge")
     if is_dir:
         data = b""
     elif rel.endswith(TEMPLATE_SUFFIX):
         data = templates.render_file(f"{name}/{rel}", scope).encode()
     else:
-        data = (templates.root / name / rel).read_bytes()
+        data = read_bytes(templates.root / name / rel, source, FILE_LIMIT)
     return ImageFile(path="/" + "/".join(parts), data=data, mode=int(attrs.mode, 8), owner=owner, group=group,
                      directory=is_dir, source=source)
 
@@ -162,17 +198,7 @@ def _entries(top: Path, manifest: Manifest, label: str) -> Iterator[tuple[str, b
         for entry in [*dirnames, *sorted(filenames)]:
             path = base / entry
             rel = path.relative_to(top).as_posix()
-            if path.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(real_top):
-                    raise InputError(f"{label}/{rel}: symlink points outside the overlay (to {os.readlink(path)})",
-                                     hint="copy the file into the overlay instead")
-                if not target.exists():
-                    raise InputError(f"{label}/{rel}: symlink points nowhere (to {os.readlink(path)})",
-                                     hint="fix or remove the link")
-                if target.is_dir():
-                    raise InputError(f"{label}/{rel}: symlinked directories are not supported",
-                                     hint="make it a real directory")
+            _check_kind(path, real_top, f"{label}/{rel}")
             if rel == MANIFEST:
                 continue
             seen.add(rel)
@@ -180,6 +206,30 @@ def _entries(top: Path, manifest: Manifest, label: str) -> Iterator[tuple[str, b
     for glob, _ in manifest.directories:
         if not any(c in glob for c in "*?[") and glob not in seen:
             yield glob, True
+
+
+def _check_kind(path: Path, real_top: Path, where: str) -> None:
+    """Regular files, directories and symlinks to files inside the overlay; nothing else is read."""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        link = os.readlink(path)
+        link = link if len(link) <= 80 and not control_problem(link) else shown(link)
+        try:
+            target = path.resolve(strict=True)
+        except RuntimeError:
+            raise InputError(f"{where}: is a symlink loop (to {link})", hint="fix or remove the link") from None
+        except OSError as exc:
+            problem = "is a symlink loop" if exc.errno == errno.ELOOP else "symlink points nowhere"
+            raise InputError(f"{where}: {problem} (to {link})", hint="fix or remove the link") from None
+        if not target.is_relative_to(real_top):
+            raise InputError(f"{where}: symlink points outside the overlay (to {link})",
+                             hint="copy the file into the overlay instead")
+        mode = target.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise InputError(f"{where}: symlinked directories are not supported", hint="make it a real directory")
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{where}: is {kind_of(mode)}; overlays hold regular files and directories",
+                         hint="remove it from the overlay")
 
 
 def _bindings(templates: Templates, manifest: Manifest, rel: str, source: str,
@@ -190,16 +240,16 @@ def _bindings(templates: Templates, manifest: Manifest, rel: str, source: str,
     loops = [(var, expr) for glob, var, expr in manifest.each if any(fnmatch.fnmatchcase(p, glob) for p in prefixes)]
     choices: list[list[tuple[str, Any]]] = []
     for var, expr in loops:
-        items = templates.evaluate(source, expr, context)
+        items = templates.evaluate(source.removeprefix(templates.label + "/"), expr, context)
         if isinstance(items, str | bytes | Mapping) or not hasattr(items, "__iter__"):
-            raise InputError(f"{source}: each: {expr!r} is not a list", hint="loop over a list such as users")
+            raise InputError(f"{source}: each: {shown(expr)} is not a list", hint="loop over a list such as users")
         choices.append([(var, item) for item in items])
     return [dict(combo) for combo in product(*choices)]
 
 
 def read_manifest(top: Path, label: str) -> Manifest:
     path = top / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         return Manifest()
     with labelled(path, f"{label}/{MANIFEST}"):
         data = read_yaml(path)
@@ -209,9 +259,10 @@ def read_manifest(top: Path, label: str) -> Manifest:
         each_reader = r.sub("each", {})
         each = []
         for glob, loop in dict(each_reader.data).items():
-            match = EACH_RE.match(loop) if isinstance(loop, str) else None
+            match = EACH_RE.fullmatch(loop) if isinstance(loop, str) and not control_problem(loop) else None
             if match is None:
-                each_reader.fail(f"{loop!r} is not 'VARIABLE in LIST'", key=str(glob), hint="e.g. 'user in users'")
+                each_reader.fail(f"{shown(loop)} is not 'VARIABLE in LIST'", key=str(glob)[:60],
+                                 hint="e.g. 'user in users'")
             each.append((str(glob).strip("/"), match.group(1), match.group(2)))
         r.done()
     return Manifest(files=files, directories=directories, each=tuple(each))
@@ -224,8 +275,8 @@ def _rules(r: Reader) -> tuple[tuple[str, Attributes], ...]:
         owner = entry.text("owner", "root")
         group = entry.text("group", owner)
         mode = entry.take("mode", "0644")
-        if not isinstance(mode, str) or not MODE_RE.match(mode):
-            entry.fail(f"{mode!r} is not an octal mode in quotes", key="mode",
+        if not isinstance(mode, str) or not MODE_RE.fullmatch(mode):
+            entry.fail(f"{shown(mode)} is not an octal mode in quotes", key="mode",
                        hint='write it as a string, e.g. mode: "0600" (YAML reads 0600 unquoted as a number)')
         entry.done()
         rules.append((str(glob).strip("/"), Attributes(owner, group, mode)))

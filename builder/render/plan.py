@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.config.grammar import shown
 from builder.config.model import Cluster, Node
 from builder.errors import InputError
 from builder.render.context import NFS_SERVER_UNIT, build_context
@@ -23,12 +25,19 @@ from builder.render.lint import warn_pi5_power_button
 from builder.render.overlays import Templates, render_overlay
 from builder.render.profiles import Profile, load_profile
 from builder.render.secrets import munge_key
+from builder.render.sudoers import sudoers_files
 
 log = logging.getLogger("clusterbake")
 
 BOOT_PREFIX = "/boot/firmware/"
 MUNGE_KEY = "/etc/munge/munge.key"
 USER_WIZARD = "userconfig.service"
+CONSOLE_LOGIN = "getty@tty1.service"
+RENAME_BANNER = "/etc/ssh/sshd_config.d/rename_user.conf"
+PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
+TIME_SOURCE = "gpsd.service"    # what a role serving the cluster's time runs (see profiles/timeserver.yaml)
+
+_warned: set[Path] = set()      # clusters already warned about, so that each role's plan does not repeat it
 
 
 @dataclass(frozen=True)
@@ -38,9 +47,11 @@ class RenderPlan:
     packages: tuple[str, ...]
     enable: tuple[str, ...]
     disable: tuple[str, ...]
+    mask: tuple[str, ...]                       # never to start, whatever presets or packages say
     files: tuple[ImageFile, ...]                # sorted by path, so a directory comes before its contents
     remove: tuple[str, ...]                     # globs to delete from the image, before `files` are written
     config_txt_lines: tuple[str, ...]           # for apply_config_txt
+    config_txt_boards: tuple[tuple[str, tuple[str, ...]], ...]   # (board, lines) of the boards this image runs on
     remove_serial_console: bool                 # for apply_cmdline
     cmdline_args: tuple[str, ...]               # for apply_cmdline(add=…)
     boot_files: tuple[tuple[str, bytes], ...]   # (name, data) for the FAT partition
@@ -84,11 +95,16 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         disable = _add(tuple(u for u in disable if u not in extra.enable), extra.disable)
     else:
         overlays = _add(overlays, profile.node_overlays)
+    mask: tuple[str, ...] = ()
+    remove = profile.remove
     if cluster.first_user is not None:
-        # Raspberry Pi OS's console wizard (userconf-pi) would ask for a user at first boot
-        # although the cluster file names one; an image without the unit is unaffected.
-        enable = tuple(u for u in enable if u != USER_WIZARD)
+        # The state userconf-pi's `cancel-rename` leaves: a login prompt on tty1, no console
+        # wizard (it would block the boot asking for a user the cluster file already names),
+        # no SSH banner saying no user is set up. Masked, so no first-boot preset revives it.
+        enable = _add(tuple(u for u in enable if u != USER_WIZARD), (CONSOLE_LOGIN,))
         disable = _add(disable, (USER_WIZARD,))
+        mask = (USER_WIZARD,)
+        remove = _add(remove, (RENAME_BANNER,))
 
     rendered: dict[str, ImageFile] = {}
     for name in overlays:
@@ -97,7 +113,8 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
                 # A later overlay replaces an earlier one's file: how `time-server` overrides `time-client`.
                 log.debug("%s replaces %s", file.source, rendered[file.path].source)
             rendered[file.path] = file
-    remove = profile.remove
+    rendered[PRESET_FILE] = _presets(enable, (*disable, *mask), profile.file)
+    rendered.update((f.path, f) for f in sudoers_files(cluster, secrets=secrets))
     if "munge" in packages:
         if secrets:
             rendered[MUNGE_KEY] = ImageFile(MUNGE_KEY, munge_key(cluster.secrets_dir), 0o400, "munge", "munge",
@@ -115,9 +132,11 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         packages=packages,
         enable=enable,
         disable=disable,
+        mask=mask,
         files=files,
         remove=remove,
         config_txt_lines=profile.config_txt,
+        config_txt_boards=_boards_lines(profile, members),
         remove_serial_console=profile.remove_serial_console,
         cmdline_args=profile.cmdline,
         boot_files=tuple(sorted(boot)),
@@ -130,17 +149,34 @@ def _node(cluster: Cluster, name: str) -> Node:
     try:
         return cluster.node(name)
     except KeyError:
-        raise InputError(f"{cluster.source.name}: nodes: no node named {name!r}",
+        raise InputError(f"{cluster.source.name}: nodes: no node named {shown(name)}",
                          hint="use one of " + ", ".join(n.name for n in cluster.nodes)) from None
 
 
 def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
+    """What the cluster file and the profiles say together: one slurmctld, a time server that serves time."""
+    file = cluster.source.name
     controller = cluster.node(cluster.slurm_controller)
     if not profiles[controller.role].runs("slurmctld.service"):
         raise InputError(
-            f"{cluster.source.name}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
+            f"{file}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
             f"whose profile does not enable slurmctld.service",
             hint="name a node whose role runs slurmctld (e.g. the controller)")
+    for i, node in enumerate(cluster.nodes):
+        if node.name != controller.name and profiles[node.role].runs("slurmctld.service"):
+            raise InputError(
+                f"{file}: nodes[{i}].role: {node.name!r} would run a second slurmctld (role {node.role!r}); "
+                f"slurm.controller is {controller.name!r}",
+                hint="give the cluster one node whose role runs slurmctld")
+    server = cluster.node(cluster.time_server)
+    if not profiles[server.role].runs(TIME_SOURCE):
+        raise InputError(
+            f"{file}: time.server: {server.name!r} has role {server.role!r}, whose profile does not enable "
+            f"{TIME_SOURCE}: it serves no time", hint="name the node with the GPS receiver (e.g. role timeserver)")
+    if not any(profiles[n.role].runs("slurmd.service") for n in cluster.nodes) and cluster.source not in _warned:
+        _warned.add(cluster.source)
+        log.warning("%s: no node runs slurmd: the partition %s has no nodes to run jobs on", file,
+                    cluster.slurm_partition)
 
 
 def _check_fileserver_role(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
@@ -158,8 +194,11 @@ def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profi
                members: tuple[Node, ...], secrets: bool) -> dict[str, Any]:
     """What the first-boot identity service needs: each candidate node and its pre-rendered files."""
     nodes = []
+    # One context for the cluster, then only `node` changes: building it per node is quadratic.
+    shared = build_context(cluster, profiles, role=profile.role, node=None, secrets=secrets)
+    by_name = {n["name"]: n for n in shared["nodes"]}
     for member in members:
-        scope = build_context(cluster, profiles, role=profile.role, node=member, secrets=secrets)
+        scope = {**shared, "node": by_name[member.name]}
         files = [file for name in profile.node_overlays
                  for file in render_overlay(templates, name, scope, wanted_by=profile.file)]
         for file in files:
@@ -175,6 +214,26 @@ def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profi
         })
     return {"cluster": cluster.name, "role": profile.role, "nodes": nodes,
             "json": json.dumps({"cluster": cluster.name, "role": profile.role, "nodes": nodes}, indent=2)}
+
+
+def _presets(enable: tuple[str, ...], disable: tuple[str, ...], source: str) -> ImageFile:
+    """A preset file that agrees with the role: systemd applies presets at a first boot
+    (machine-id `uninitialized`), and Debian's own presets would enable e.g. timesyncd again.
+    Presets in /etc come before those in /usr/lib, and the first matching line wins."""
+    lines = ["# clusterbake: what this role runs and what it must not; read at first boot (systemd.preset(5))."]
+    for unit in enable:
+        # A template's instance is named after the template: `enable getty@.service tty1`.
+        instance = re.fullmatch(r"(.+)@(.+)\.([a-z]+)", unit)
+        lines.append(f"enable {instance[1]}@.{instance[3]} {instance[2]}" if instance else f"enable {unit}")
+    lines += [f"disable {unit}" for unit in dict.fromkeys(disable) if unit not in enable]
+    return ImageFile(PRESET_FILE, ("\n".join(lines) + "\n").encode(), source=source)
+
+
+def _boards_lines(profile: Profile, members: tuple[Node, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each board's own config.txt lines, for the boards among the image's nodes (every board when it has
+    none yet); a role image whose nodes mix Pi 4 and Pi 5 gets both, each under its `[pi4]`/`[pi5]` filter."""
+    boards = {node.board for node in members}
+    return tuple((board, lines) for board, lines in profile.config_txt_boards if not boards or board in boards)
 
 
 def _add(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ asks for it. `config_txt` and `cmdline` lines are Jinja templates over the merge
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,18 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
 
+from builder.config.grammar import control_problem, shown
 from builder.config.load import read_yaml
 from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.lint import GpioClaim, check_gpio, claims_of_line
+from builder.render.sandbox import sandbox
 from builder.render.where import labelled
 
 COMMON = "common"
-ROLE_RE = re.compile(r"^[a-z0-9-]+$")
-PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-UNIT_RE = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
-SETTING_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+BOARDS = ("pi4", "pi5")    # config.txt's model filters for the boards of BOARD_MODELS
+ROLE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+UNIT_RE = re.compile(r"[A-Za-z0-9:_.@\\-]{1,255}")
+SETTING_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 LIST_KEYS = ("packages", "enable", "disable", "overlays")
 
 
@@ -39,6 +44,15 @@ class Extras:
     enable: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
     overlays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PackageStep:
+    """One profile of a role's merge order, as a layer of packages: what is installed up to it."""
+
+    profile: str
+    packages: tuple[str, ...]              # every package of the profiles up to and including this one
+    grow_mib: int                          # this profile's own grow_mib
 
 
 @dataclass(frozen=True)
@@ -56,11 +70,13 @@ class Profile:
     role_image: Extras = field(default_factory=Extras)
     settings: Mapping[str, Any] = field(default_factory=dict)
     config_txt: tuple[str, ...] = ()
+    config_txt_boards: tuple[tuple[str, tuple[str, ...]], ...] = ()   # (board, lines), for `[pi4]`/`[pi5]`
     cmdline: tuple[str, ...] = ()
     remove_serial_console: bool = False
     gpio: tuple[GpioClaim, ...] = ()       # every claim, from `gpio:` and from config.txt lines
     remove: tuple[str, ...] = ()
     grow_mib: int = 0
+    package_steps: tuple[PackageStep, ...] = ()   # in merge order: the layers a role image is built from
 
     @property
     def file(self) -> str:
@@ -84,6 +100,7 @@ class _Raw:
     role_lists: dict[str, list[str]]
     settings: dict[str, Any]
     config_txt: list[str]
+    config_txt_boards: dict[str, list[str]]
     cmdline: list[str]
     remove_serial_console: bool
     gpio: dict[int, str]
@@ -98,12 +115,12 @@ def available_roles(profiles_dir: Path) -> list[str]:
 def load_profile(profiles_dir: Path, role: str) -> Profile:
     """Read `role` and everything it includes (and `common`), check it, and merge it."""
     profiles_dir = Path(profiles_dir)
-    if not ROLE_RE.match(role) or role == COMMON or not (profiles_dir / f"{role}.yaml").is_file():
-        raise InputError(f"role {role!r} has no profile {profiles_dir.name}/{role}.yaml",
+    if not ROLE_RE.fullmatch(role) or role == COMMON or not _exists(profiles_dir / f"{role}.yaml"):
+        raise InputError(f"role {shown(role)} has no profile {profiles_dir.name}/{role}.yaml",
                          hint="use one of " + ", ".join(available_roles(profiles_dir)) + " or add that profile")
     order: list[_Raw] = []
     seen: set[str] = set()
-    if (profiles_dir / f"{COMMON}.yaml").is_file():
+    if _exists(profiles_dir / f"{COMMON}.yaml"):
         _collect(profiles_dir, COMMON, (), order, seen)
     _collect(profiles_dir, role, (), order, seen)
     return _merge(role, order)
@@ -121,13 +138,18 @@ def _collect(profiles_dir: Path, name: str, chain: tuple[str, ...], order: list[
     for included in raw.include:
         if included == COMMON:
             continue  # every profile has it already
-        if not (profiles_dir / f"{included}.yaml").is_file():
+        if not _exists(profiles_dir / f"{included}.yaml"):
             where = f"{profiles_dir.name}/{name}.yaml"
             raise InputError(f"{where}: include: no profile {profiles_dir.name}/{included}.yaml",
                              hint="use one of " + ", ".join(available_roles(profiles_dir)))
         _collect(profiles_dir, included, (*chain, name), order, seen)
     seen.add(name)
     order.append(raw)
+
+
+def _exists(path: Path) -> bool:
+    """Whether the profile is there, whatever it is: reading it then says if it is no regular file."""
+    return os.path.lexists(path)
 
 
 def _read(path: Path, name: str) -> _Raw:
@@ -148,6 +170,7 @@ def _read_profile(path: Path, name: str) -> _Raw:
         role_lists={},
         settings=_settings(top),
         config_txt=_strings(top, "config_txt"),
+        config_txt_boards=_board_lines(top),
         cmdline=_strings(top, "cmdline"),
         remove_serial_console=top.flag("remove_serial_console", False),
         gpio=_gpio(top),
@@ -159,7 +182,7 @@ def _read_profile(path: Path, name: str) -> _Raw:
     extra.done()
     for where, remove in enumerate(raw.remove):
         if not remove.startswith("/") or ".." in remove.split("/"):
-            top.fail(f"{remove!r} is not an absolute path inside the image", key=f"remove[{where}]")
+            top.fail(f"{shown(remove)} is not an absolute path inside the image", key=f"remove[{where}]")
     top.done()
     for lists, prefix in ((raw.lists, ""), (raw.role_lists, "role_image.")):
         both = set(lists["enable"]) & set(lists["disable"])
@@ -180,28 +203,39 @@ def _list(r: Reader, key: str) -> list[str]:
 def _names(r: Reader, key: str, pattern: re.Pattern[str], expected: str) -> list[str]:
     values = r.items(key, [])
     for i, value in enumerate(values):
-        if not isinstance(value, str) or not pattern.match(value):
-            r.fail(f"{value!r} is not {expected}", key=f"{key}[{i}]")
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            r.fail(f"{shown(value)} is not {expected}", key=f"{key}[{i}]")
     return list(values)
 
 
 def _strings(r: Reader, key: str) -> list[str]:
     values = r.items(key, [])
     for i, value in enumerate(values):
-        if not isinstance(value, str) or "\n" in value:
-            r.fail(f"{value!r} is not one line of text", key=f"{key}[{i}]")
+        if not isinstance(value, str) or control_problem(value):
+            r.fail(f"{shown(value)} is not one line of text without control characters", key=f"{key}[{i}]")
     return list(values)
+
+
+def _board_lines(r: Reader) -> dict[str, list[str]]:
+    boards = r.sub("config_txt_boards", {})
+    lines = {board: _strings(boards, board) for board in BOARDS}
+    boards.done()
+    return {board: values for board, values in lines.items() if values}
 
 
 def _settings(r: Reader) -> dict[str, Any]:
     settings = r.sub("settings", {})
     values = dict(settings.data)
     for key, value in values.items():
-        if not isinstance(key, str) or not SETTING_RE.match(key):
-            settings.fail("is not a setting name of [a-z_][a-z0-9_]*", key=str(key))
+        if not isinstance(key, str) or not SETTING_RE.fullmatch(key):
+            settings.fail("is not a setting name of [a-z_][a-z0-9_]*", key=shown(key))
         scalars = value if isinstance(value, list) else [value]
         if not all(isinstance(v, str | int | float | bool) for v in scalars):
-            settings.fail(f"{value!r} is not a string, number, true/false or a list of them", key=key)
+            settings.fail(f"{shown(value)} is not a string, number, true/false or a list of them", key=key)
+        for v in scalars:
+            if isinstance(v, str) and control_problem(v):
+                settings.fail(f"{shown(v)} {control_problem(v)}", key=key,
+                              hint="settings land in configuration files: one line each")
     return values
 
 
@@ -212,7 +246,7 @@ def _gpio(r: Reader) -> dict[int, str]:
         if isinstance(pin, bool) or not isinstance(pin, int) or not 0 <= pin <= 27:
             gpio.fail("is not a GPIO number 0-27 (BCM numbering, not the physical pin)", key=str(pin))
         if not isinstance(purpose, str) or not purpose:
-            gpio.fail(f"{purpose!r} is not a description of what uses the pin", key=str(pin))
+            gpio.fail(f"{shown(purpose)} is not a description of what uses the pin", key=str(pin))
         claims[pin] = purpose
     return claims
 
@@ -241,7 +275,19 @@ def _merge(role: str, order: list[_Raw]) -> Profile:
                     if key == "config_txt":
                         claims.extend(claims_of_line(line, raw.name))
         claims.extend(GpioClaim(pin, purpose, raw.name) for pin, purpose in raw.gpio.items())
-    check_gpio(role, claims)
+    by_board: dict[str, list[str]] = {}
+    board_claims: dict[str, list[GpioClaim]] = {board: [] for board in BOARDS}
+    for raw in order:
+        for board, templates in raw.config_txt_boards.items():
+            target = by_board.setdefault(board, [])
+            for i, template in enumerate(templates):
+                line = _expand(raw, f"config_txt_boards.{board}[{i}]", template, settings)
+                if line and line not in target:
+                    target.append(line)
+                    board_claims[board].extend(claims_of_line(line, raw.name))
+    # A board's own lines share the header with the lines for all boards, not with the other board's.
+    for board in BOARDS:
+        check_gpio(role, [*claims, *board_claims[board]])
     return Profile(
         role=role,
         sources=tuple(raw.name for raw in order),
@@ -259,12 +305,22 @@ def _merge(role: str, order: list[_Raw]) -> Profile:
         ),
         settings=settings,
         config_txt=tuple(config_txt),
+        config_txt_boards=tuple((board, tuple(by_board[board])) for board in BOARDS if by_board.get(board)),
         cmdline=tuple(cmdline),
         remove_serial_console=any(raw.remove_serial_console for raw in order),
-        gpio=tuple(claims),
+        gpio=tuple(claims) + tuple(c for board in BOARDS for c in board_claims[board]),
         remove=_union(raw.remove for raw in order),
         grow_mib=sum(raw.grow_mib for raw in order),
+        package_steps=_package_steps(order),
     )
+
+
+def _package_steps(order: list[_Raw]) -> tuple[PackageStep, ...]:
+    steps: list[PackageStep] = []
+    for raw in order:
+        so_far = steps[-1].packages if steps else ()
+        steps.append(PackageStep(raw.name, _union((so_far, raw.lists["packages"])), raw.grow_mib))
+    return tuple(steps)
 
 
 def _union(lists: Iterable[Iterable[str]]) -> tuple[str, ...]:
@@ -286,9 +342,15 @@ def _units(order: list[_Raw], pick: Any) -> tuple[tuple[str, ...], tuple[str, ..
 
 
 def _expand(raw: _Raw, key: str, template: str, settings: Mapping[str, Any]) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
     try:
-        return env.from_string(template).render(settings=settings).strip()
+        line = sandbox().from_string(template).render(settings=settings).strip()
     except jinja2.TemplateError as exc:
-        raise InputError(f"{raw.path.parent.name}/{raw.path.name}: {key}: {exc.message or exc}",
-                         hint="use {{ settings.NAME }} with a NAME from some profile's settings:") from None
+        hint = "use {{ settings.NAME }} with a NAME from some profile's settings:"
+        if isinstance(exc, SecurityError):
+            hint = "templates run in a sandbox: " + hint
+        raise InputError(f"{raw.path.parent.name}/{raw.path.name}: {key}: {exc.message or exc}", hint=hint) from None
+    problem = control_problem(line)
+    if problem is not None:
+        raise InputError(f"{raw.path.parent.name}/{raw.path.name}: {key}: renders to {shown(line)}, which {problem}",
+                         hint="config.txt and cmdline.txt take one line per entry")
+    return line

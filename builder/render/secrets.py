@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from pathlib import Path
 
+from builder.config.files import read_bytes
+from builder.config.secretsdir import MUNGE_KEY, MUNGE_KEY_MAX_BYTES, make_private_dir, munge_key_problem
 from builder.errors import InputError
 
 MUNGE_KEY_BYTES = 1024
-MUNGE_KEY_MIN_BYTES = 32   # munged refuses shorter keys
 
 
 def munge_key(secrets_dir: Path) -> bytes:
@@ -20,21 +20,14 @@ def munge_key(secrets_dir: Path) -> bytes:
     world-readable and tightened later); an existing key others can read is refused.
     """
     secrets_dir = Path(secrets_dir)
-    secrets_dir.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        secrets_dir.mkdir(mode=0o700)
-    path = secrets_dir / "munge.key"
-    if not path.exists():
+    make_private_dir(secrets_dir)
+    path = secrets_dir / MUNGE_KEY
+    if not os.path.lexists(path):
         _create(path, os.urandom(MUNGE_KEY_BYTES))
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise InputError(f"{path}: the munge key is readable by others (mode {mode:04o})",
-                         hint=f"chmod 600 {path}")
-    key = path.read_bytes()
-    if len(key) < MUNGE_KEY_MIN_BYTES:
-        raise InputError(f"{path}: {len(key)} bytes is too short for a munge key (at least {MUNGE_KEY_MIN_BYTES})",
-                         hint=f"delete {path} to have a new one generated (every node then needs new images)")
-    return key
+    problem = munge_key_problem(path)
+    if problem is not None:
+        raise InputError(f"{path.parent}: {problem[0]}", hint=problem[1])
+    return read_bytes(path, str(path), MUNGE_KEY_MAX_BYTES)
 
 
 def _create(path: Path, data: bytes) -> None:

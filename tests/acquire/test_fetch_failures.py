@@ -44,7 +44,7 @@ CASES: dict[str, tuple[Case, int, str]] = {
         1, "so the expected hash is what is wrong"),
     "signature by another key": (
         lambda s: s.base(signature_url=s.server.url(IMAGE + ".xz.other-sig")),
-        1, "signature made by key {other}, not by the pinned key {pinned}"),
+        1, "signature made by key {other}, which base_image.fingerprint does not pin (it pins {pinned})"),
     "signature missing": (
         lambda s: s.base(signature_url=s.server.url("nowhere.sig")),
         1, "signature not found (HTTP 404 Not Found)"),

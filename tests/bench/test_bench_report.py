@@ -7,8 +7,24 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
-from builder.bench import COLUMNS, Measurement, format_table, machine_facts, results_document
+import yaml
+
+from builder.bench import (
+    COLUMNS,
+    Goal,
+    Measurement,
+    Workspace,
+    format_goals,
+    format_table,
+    machine_facts,
+    markdown_report,
+    results_document,
+    write_scale_cluster,
+)
+from builder.config import load_cluster
+from builder.paths import repo_root
 
 RESULTS = [
     Measurement("fetch", "cold", seconds=31.4159, cpu_seconds=40.02, rss_self_kib=60 * 1024, rss_children_kib=98_000),
@@ -65,3 +81,43 @@ def test_machine_facts_name_cores_memory_python_and_xz() -> None:
     assert isinstance(facts["memory_mib"], int) and facts["memory_mib"] > 0
     assert str(facts["python"]).count(".") == 2
     assert str(facts["xz"]).startswith("xz (XZ Utils)")
+
+
+GOALS = [
+    Goal("cluster", "every role image, cold / one role image, cold", measured=181.0, reference=127.0, unit="s",
+         limit=1.5),
+    Goal("flash", "bytes written / mapped bytes", measured=1300.0, reference=1000.0, unit="MiB", limit=1.1),
+]
+
+
+def test_a_goal_is_a_ratio_of_two_measured_numbers_against_its_limit() -> None:
+    assert round(GOALS[0].ratio, 3) == 1.425 and GOALS[0].met
+    assert GOALS[1].ratio == 1.3 and not GOALS[1].met
+
+
+def test_goals_table_prints_the_ratio_with_both_numbers_and_whether_it_is_met() -> None:
+    lines = format_goals(GOALS).splitlines()
+    assert lines[0].split()[:2] == ["goal", "ratio"]
+    assert "1.43" in lines[2] and "≤ 1.5" in lines[2] and "181 s" in lines[2] and "127 s" in lines[2]
+    assert lines[2].endswith("met") and lines[3].endswith("NOT MET")
+    assert "1300 MiB" in lines[3] and "1000 MiB" in lines[3]
+
+
+def test_readme_tables_come_from_the_results_document() -> None:
+    machine = {"date": "2026-11-26 01:40:00 +0000", "commit": "abc1234", "nproc": 2, "memory_mib": 24000,
+               "load_average": [2.5, 2.0, 1.5]}
+    document = json.loads(json.dumps(results_document(RESULTS, machine, mode="full", goals=GOALS)))
+    report = markdown_report(document)
+    assert "commit abc1234, 2 cores" in report
+    assert "| every role image, cold / one role image, cold | **1.43** | ≤ 1.5 | 181 s | 127 s |" in report
+    assert "| role base | cold, apt archive empty | 255 | 44 / 303 MiB |" in report
+
+
+def test_the_scale_inventory_is_a_valid_cluster_of_256_compute_nodes(tmp_path: Path) -> None:
+    work = Workspace(tmp_path)
+    data = yaml.safe_load((repo_root() / "cluster.yaml").read_text())
+    data["secrets_dir"] = str(tmp_path / "secrets")
+    work.cluster_file.write_text(yaml.safe_dump(data))
+    cluster = load_cluster(write_scale_cluster(work, 256), profiles_dir=repo_root() / "profiles")
+    assert len(cluster.nodes_with_role("compute")) == 256
+    assert set(cluster.roles) == {"controller", "auxiliary", "compute"}

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from tests.boot.machines import Machine
-from tests.cluster.checks import Inventory
+from tests.cluster.checks import Inventory, wait_for
 
 SSH_UNREACHABLE = 255
 CONSOLE_TROUBLE = re.compile(r"\[FAILED\].*|.*[Tt]imed out waiting for device.*|.*emergency mode.*|"
                              r".*Dependency failed for.*|initramfs: .*powering off.*")
 SLURM_JOB_DONE = ("COMPLETED", "FAILED", "OUT_OF_MEMORY", "CANCELLED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 3) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def wait_booted(machine: Machine, deadline: float) -> str:

@@ -23,6 +23,7 @@ from builder.paths import cache_root
 from tests.boot import departures, disks
 from tests.boot.kernel import BootKernel, boot_kernel
 from tests.boot.machines import Machine, MachineSpec, machines_running, private_lan, sweep_leftovers
+from tests.boot.reports import REPORTS
 from tests.build.image_reader import ImageReader
 from tests.cluster.checks import Inventory
 from tests.cluster.conftest import write_cluster
@@ -34,7 +35,6 @@ SLURM_NODE = {"cpus": 1, "memory_mb": 640}
 VM_MEMORY_MIB = {"controller": 768, "auxiliary": 1280, "compute": 1024}
 # node02 has no node.txt: the identity service must find it by this MAC address.
 BY_MAC_ONLY = "node02"
-REPORTS: list[str] = []
 
 
 def lab_yaml(base_image: dict[str, str], secrets_dir: Path, public_key: str) -> dict[str, object]:

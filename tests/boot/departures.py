@@ -17,6 +17,12 @@ The images boot under their own systemd as PID 1; what differs is the machine ar
    is missing, so its `refclock` lines are removed from the time server's disk copy
    (`DROP_REFCLOCKS`), and it serves the cluster from its `local stratum` fallback.
 
+5. Time: under emulation on a shared 2-core host a VM runs many times slower than a Pi, so
+   systemd's default 90 s for a device to appear and for a unit to start are raised to
+   `TIMEOUT_SEC` on the command line (`CMDLINE_EXTRA`). Measured: with four VMs and other builds
+   on the host, udev had not yet announced the boot partition after 90 s, and the node went into
+   emergency mode — a timing artefact, not what a Pi does.
+
 Not departures (a user does the same to the card they flash): `node.txt` and `munge.key` on the
 boot partition, and the NIC's MAC address taken from the inventory's `mac`.
 """
@@ -28,12 +34,16 @@ MODULES = (
     "ext4", "crc32c_generic", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
     "evdev", "gpio_keys",
     "autofs4", "configfs",
-    # The file server's kernel NFS server and every other node's client (a Pi's kernel has them
-    # as modules in the image's /lib/modules; this generic kernel's modules are not in the image).
+    # Mounted at boot by units of the image (proc-sys-fs-binfmt_misc.mount, nfs-common's
+    # run-rpc_pipefs.mount): a Pi loads them from its /lib/modules, this kernel's are not there.
+    "binfmt_misc", "sunrpc",
+    # The file server's kernel NFS server and every other node's client (likewise).
     "nfsd", "nfsv4",
 )
 
-CMDLINE_EXTRA = ("net.ifnames=0", "console=ttyAMA0,115200")
+TIMEOUT_SEC = 420
+CMDLINE_EXTRA = ("net.ifnames=0", f"systemd.default_device_timeout_sec={TIMEOUT_SEC}",
+                 f"systemd.default_timeout_start_sec={TIMEOUT_SEC}", "console=ttyAMA0,115200")
 
 # The roles whose chrony.conf loses its refclock lines (item 4).
 DROP_REFCLOCKS = ("timeserver", "auxiliary")

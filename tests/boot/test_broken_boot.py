@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.boot import checks, disks
-from tests.boot.conftest import REPORTS, BootLab, vms
+from tests.boot.conftest import BootLab, vms
+from tests.boot.reports import REPORTS
 from tests.build.image_reader import ImageReader
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]

@@ -1,7 +1,8 @@
 """The images every build test inspects, built ONCE per session through the CLI.
 
 A four-node lab (controller, time server that also computes, two compute nodes, two users, one
-of them the first user with a password hash) over the stand-in base served on 127.0.0.1:
+of them the first user with a password hash, the other with `sudo: nopasswd`) over the stand-in
+base served on 127.0.0.1:
   role images   rolelab-controller.img, rolelab-auxiliary.img, rolelab-compute.img (`images`)
   node image    rolelab-c1.img (`build --node c1`)
   release-like  nosecrets/rolelab-compute.img (`build --role compute --no-secrets`)
@@ -24,10 +25,8 @@ import yaml
 
 from builder.paths import repo_root
 from tests.build.image_reader import ImageReader
+from tests.render.render_support import ALICE_KEY, BOB_KEYS
 
-ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNsdXN0ZXJiYWtlLWFsaWNl alice@laptop"
-BOB_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGNsdXN0ZXJiYWtlLWJvYi1h bob@a",
-            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDbob bob@b"]
 ALICE_HASH = "$6$rolelabsalt0$HUaaDT8xSDArPPrkqL1elkYGw2KkLivmjmcl0LUv3iQYbH8KZINWVlkDHaPLrn0wxyv7OLy4btzkksH94f70e."
 
 NODES = [
@@ -50,7 +49,7 @@ def lab_data(base_image: Mapping[str, str], secrets_dir: Path) -> dict[str, obje
         "users": [
             {"name": "alice", "uid": 2001, "groups": ["sudo", "bob"], "ssh_keys": [ALICE_KEY],
              "password_hash": ALICE_HASH},
-            {"name": "bob", "uid": 2002, "gid": 2100, "ssh_keys": BOB_KEYS},
+            {"name": "bob", "uid": 2002, "gid": 2100, "ssh_keys": BOB_KEYS, "sudo": "nopasswd"},
         ],
         "first_user": "alice",
         "secrets_dir": str(secrets_dir),

@@ -23,6 +23,12 @@ def _all_lines(reader: ImageReader) -> list[str]:
     return [line for section, line in config_sections(reader.boot_text("config.txt")) if section == "[all]"]
 
 
+def _board_lines(reader: ImageReader, board: str) -> list[str]:
+    """What a Pi 4 or Pi 5 obeys: `[all]` and its own model filter."""
+    return [line for section, line in config_sections(reader.boot_text("config.txt"))
+            if section in ("[all]", f"[{board}]")]
+
+
 def test_every_image_has_the_power_button_for_all_boards_and_keeps_the_base_lines(lab: Lab,
                                                                                   standin_image: Path) -> None:
     base = ImageReader(standin_image).boot_text("config.txt")
@@ -38,8 +44,10 @@ def test_only_the_time_server_gets_the_uart_and_pps_and_loses_its_serial_console
     base_cmdline = ImageReader(standin_image).boot_text("cmdline.txt").split()
     assert any(a.startswith(SERIAL) for a in base_cmdline), "the base must have a serial console to remove"
     gps = lab.roles["auxiliary"]
-    lines = _all_lines(gps)
-    assert "enable_uart=1" in lines and "dtoverlay=pps-gpio,gpiopin=18" in lines
+    assert "dtoverlay=pps-gpio,gpiopin=18" in _all_lines(gps)
+    # gps is the role's only node, a Pi 4: its UART line under [pi4], no Pi 5 line at all.
+    assert "enable_uart=1" in _board_lines(gps, "pi4") and "enable_uart=1" not in _all_lines(gps)
+    assert "dtparam=uart0=on" not in gps.boot_text("config.txt")
     cmdline = gps.boot_text("cmdline.txt")
     assert cmdline.count("\n") == 1
     args = cmdline.split()
@@ -48,7 +56,7 @@ def test_only_the_time_server_gets_the_uart_and_pps_and_loses_its_serial_console
         [a for a in base_cmdline if a.startswith("root=")]
     for image in (lab.roles["compute"], lab.roles["controller"], lab.node):
         assert "pps-gpio" not in image.boot_text("config.txt")
-        assert "enable_uart=1" not in _all_lines(image)
+        assert "enable_uart=1" not in image.boot_text("config.txt")
         assert image.boot_text("cmdline.txt").split()[0] == base_cmdline[0], "others keep their serial console"
 
 
@@ -60,8 +68,10 @@ def test_lines_land_in_all_when_the_file_ends_in_a_board_section_and_twice_adds_
     copy = tmp_path / "gps.img"
     subprocess.run(["cp", "--sparse=always", lab.roles["auxiliary"].path, copy], check=True)
     reader = ImageReader(copy)
-    ours = ("dtoverlay=gpio-shutdown", "enable_uart=1", "dtoverlay=pps-gpio,gpiopin=18")
-    kept = [line for line in reader.boot_text("config.txt").splitlines() if line not in ours]
+    ours = ("dtoverlay=gpio-shutdown", "dtoverlay=pps-gpio,gpiopin=18")
+    built = reader.boot_text("config.txt")
+    kept = built[:built.index("\n[pi4]\nenable_uart=1\n")].splitlines()
+    kept = [line for line in kept if line not in ours]
     while kept and kept[-1].strip() in ("", "[all]"):
         kept.pop()
     user_config = "\n".join(kept) + "\n\n" + ending
@@ -77,7 +87,9 @@ def test_lines_land_in_all_when_the_file_ends_in_a_board_section_and_twice_adds_
     assert config.startswith(user_config), "the user's lines stay, in place"
     sections = config_sections(config)
     board = ending.split("]")[0] + "]"
-    assert sections[-1][0] == "[all]" and (board, ending.splitlines()[1]) in sections
+    headers = [line.strip() for line in config.splitlines() if line.strip().startswith("[")]
+    assert headers[-1] == "[all]" and (board, ending.splitlines()[1]) in sections
     for line in ours:
         assert [s for s, text in sections if text == line] == ["[all]"], line
+    assert [s for s, text in sections if text == "enable_uart=1"] == ["[pi4]"]
     assert reader.boot_text("cmdline.txt").count("\n") == 1

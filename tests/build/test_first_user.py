@@ -1,8 +1,5 @@
-"""first_user: Raspberry Pi OS's first-boot user wizard (userconfig.service, from userconf-pi) is turned off.
-
-The stand-in base has no userconf-pi, so no produced image here can show the missing link; this
-checks the plan the build applies (disabling a unit the image lacks is a no-op by design).
-"""
+"""first_user: the plan turns Raspberry Pi OS's first-boot user wizard (userconf-pi) off only when the
+cluster file names a user. What the built images then look like is in test_first_boot.py."""
 
 from __future__ import annotations
 
@@ -15,10 +12,23 @@ from tests.build.conftest import lab_data, write_cluster
 from tests.build.test_bad_input import UNREACHABLE
 
 
-def test_the_user_wizard_is_disabled_only_when_the_cluster_names_a_first_user(tmp_path: Path) -> None:
+def test_the_user_wizard_is_turned_off_only_when_the_cluster_names_a_first_user(tmp_path: Path) -> None:
     cluster = load_cluster(write_cluster(tmp_path / "c.yaml", lab_data(UNREACHABLE, tmp_path / "secrets")))
     for role in cluster.roles:
         plan = plan_build(BuildRequest(cluster=cluster, role=role, secrets=False))
         assert "userconfig.service" in plan.disable and "userconfig.service" not in plan.enable
-    without = dataclasses.replace(cluster, first_user=None)
-    assert "userconfig.service" not in plan_build(BuildRequest(cluster=without, node="c1", secrets=False)).disable
+        assert plan.mask == ("userconfig.service",)
+        assert "getty@tty1.service" in plan.enable
+        assert "/etc/ssh/sshd_config.d/rename_user.conf" in plan.remove
+    without = plan_build(BuildRequest(cluster=dataclasses.replace(cluster, first_user=None), node="c1", secrets=False))
+    assert "userconfig.service" not in without.disable and not without.mask
+    assert "getty@tty1.service" not in without.enable
+
+
+def test_the_preset_file_agrees_with_the_role(tmp_path: Path) -> None:
+    cluster = load_cluster(write_cluster(tmp_path / "c.yaml", lab_data(UNREACHABLE, tmp_path / "secrets")))
+    plan = plan_build(BuildRequest(cluster=cluster, role="compute", secrets=False))
+    presets = {f.path: f for f in plan.files}["/etc/systemd/system-preset/00-clusterbake.preset"].data.decode()
+    lines = [line for line in presets.splitlines() if not line.startswith("#")]
+    assert "enable slurmd.service" in lines and "enable getty@.service tty1" in lines
+    assert "disable systemd-timesyncd.service" in lines and "disable userconfig.service" in lines

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from tests.build.conftest import NODES, Lab
+from builder.config import load_cluster
+from builder.image import open_image
+from builder.paths import repo_root
+from builder.render import render_plan
+from tests.build.conftest import NODES, Lab, lab_data, write_cluster
+from tests.render.slurm_syntax import expand
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -42,8 +50,10 @@ def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: 
     nodes = {}
     for key, value in settings:
         if key == "NodeName":
-            name, *rest = value.split()
-            nodes[name] = dict(item.split("=", 1) for item in rest)
+            names, *rest = value.split()
+            fields = dict(item.split("=", 1) for item in rest)
+            for name, addr in zip(expand(names), expand(fields["NodeAddr"]), strict=True):
+                nodes[name] = {**fields, "NodeAddr": addr}
     # slurmd runs on the compute nodes and on the time server, which also computes.
     assert sorted(nodes) == ["c1", "c2", "gps"]
     by_name = {n["name"]: n for n in NODES}
@@ -55,7 +65,7 @@ def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: 
     assert len(partitions) == 1
     name, *rest = partitions[0].split()
     fields = dict(item.split("=", 1) for item in rest)
-    assert fields["Default"] == "YES" and sorted(fields["Nodes"].split(",")) == ["c1", "c2", "gps"]
+    assert fields["Default"] == "YES" and sorted(expand(fields["Nodes"])) == ["c1", "c2", "gps"]
     cgroup = dict(_settings(lab.roles["compute"].text("/etc/slurm/cgroup.conf")))
     assert cgroup["CgroupPlugin"] == "cgroup/v2" and cgroup["ConstrainRAMSpace"] == "yes"
 
@@ -86,3 +96,37 @@ def test_slurmctld_can_write_its_pid_log_and_state_as_the_user_its_unit_runs_as(
         folder = settings[key] if key == "StateSaveLocation" else settings[key].rsplit("/", 1)[0]
         info = controller.stat(folder)
         assert info is not None and info.type == "directory" and info.uid == user.uid, f"{key}: {folder} {info}"
+
+
+def test_slurms_own_parser_expands_the_hostlists_of_a_256_node_slurm_conf(lab: Lab, tmp_path: Path) -> None:
+    """scontrol of the compute image (Slurm's own parser, arm64 under qemu) reads the slurm.conf the
+    builder renders for 256 compute nodes and expands each hostlist to the cluster file's nodes."""
+    names = [f"n{n:03d}" for n in range(1, 257)]
+    addrs = [f"10.8.{n // 200}.{10 + n % 200}" for n in range(1, 257)]
+    base = {"url": "https://example.org/x.img.xz", "sha256": "0" * 64, "signature_url": "https://example.org/x.sig",
+            "signing_key": "https://example.org/k.gpg", "fingerprint": "54C3DD610D9D1B4AF82A37758738CD6B956F460C"}
+    data = lab_data(base, tmp_path / "secrets")
+    data["network"] = {"subnet": "10.8.0.0/22", "gateway": "10.8.0.1", "dns": ["10.8.0.1"]}
+    data["nodes"] = [{"name": "head", "role": "controller", "ip": "10.8.3.10", "model": "pi5-8gb"},
+                     {"name": "gps", "role": "timeserver", "ip": "10.8.3.20", "model": "pi4-4gb"},
+                     *({"name": n, "role": "compute", "ip": a, "model": "pi5-8gb"}
+                       for n, a in zip(names, addrs, strict=True))]
+    cluster = load_cluster(write_cluster(tmp_path / "big.yaml", data), profiles_dir=repo_root() / "profiles")
+    plan = render_plan(cluster, role="compute", secrets=False, profiles_dir=repo_root() / "profiles",
+                       overlays_dir=repo_root() / "overlays")
+    conf = next(f.data for f in plan.files if f.path == "/etc/slurm/slurm.conf")
+    lines = [line.split() for line in conf.decode().splitlines() if line.startswith(("NodeName=", "PartitionName="))]
+    assert len(lines) == 4   # gps, n[001-199], n[200-256] (the addresses jump to 10.8.1.10), the partition
+    image = tmp_path / "compute.img"
+    subprocess.run(["cp", "--sparse=always", "--reflink=auto", lab.roles["compute"].path, image], check=True)
+    env = {"SLURM_CONF": "/tmp/slurm-256.conf"}   # scontrol parses the whole file before anything else
+    expanded: dict[str, list[str]] = {"NodeName": [], "NodeAddr": [], "Nodes": []}
+    with open_image(image) as img:
+        img.write_file("/tmp/slurm-256.conf", conf, mode=0o644)
+        with img.chroot() as chroot:
+            for fields in lines:
+                for key, value in (field.split("=", 1) for field in fields):
+                    if key in expanded:
+                        expanded[key] += chroot.output(["scontrol", "show", "hostnames", value], env=env).split()
+    assert expanded["NodeName"] == ["gps", *names] and expanded["Nodes"] == ["gps", *names]
+    assert expanded["NodeAddr"] == ["10.8.3.20", *addrs]

@@ -32,7 +32,13 @@ def test_reference_cluster_loads() -> None:
     assert cluster.name == "picluster"
     assert [n.name for n in cluster.nodes_with_role("compute")] == [f"node0{i}" for i in range(1, 7)]
     assert cluster.node("gps").board == "pi4"
-    assert cluster.base_image.fingerprint == "54C3DD610D9D1B4AF82A37758738CD6B956F460C"
+    # Raspberry Pi rotated its Downloads Signing Key with the 2025-11-24 release.
+    assert cluster.base_image.fingerprints == ("F4AADD86C4687D69AE04543E796C114AD12B2292",)
+    assert cluster.base_image.url.endswith(
+        "/raspios_lite_arm64-2026-09-15/2026-09-15-raspios-trixie-arm64-lite.img.xz")
+    assert cluster.base_image.signature_url == cluster.base_image.url + ".sig"
+    assert cluster.base_image.sha256_url == cluster.base_image.url + ".sha256"
+    assert cluster.base_image.signing_keys[1].endswith("search=0xF4AADD86C4687D69AE04543E796C114AD12B2292")
 
 
 @pytest.mark.parametrize(
@@ -54,8 +60,8 @@ def test_reference_cluster_loads() -> None:
         (lambda d: d["base_image"].update(fingerprint="1234"), "base_image.fingerprint: '1234' is not a 40"),
         (lambda d: d["nodes"][0].update(model="pi9"), "nodes[0].model: 'pi9' is not a known board model"),
         (lambda d: d["nodes"][0].update(role="gpu"), "nodes[0].role: role 'gpu' has no profile"),
-        (lambda d: d["users"][0].update(uid=5), "users[0].uid: 5 is not a whole number >= 1000"),
-        (lambda d: d.update(name="Pi Cluster"), "name: 'Pi Cluster' is not a name of [a-z0-9-]+"),
+        (lambda d: d["users"][0].update(uid=5), "users[0].uid: 5 is not a whole number from 1001 to 60000"),
+        (lambda d: d.update(name="Pi Cluster"), "name: 'Pi Cluster' is not a cluster name (a-z, 0-9 and '-'"),
     ],
 )
 def test_bad_input_names_file_key_and_problem(tmp_path: Path, data: dict, mutate, expected: str) -> None:

@@ -29,6 +29,7 @@ from builder.config import load_cluster
 from builder.paths import repo_root
 from builder.publish.release import publish_role
 from tests.flash.cardtools import loop_card, sha256_prefix
+from tests.publish import imager_schema
 from tests.publish.conftest import ReleaseKey
 from tests.publish.imagetree import boot_files, mounted_root, tree
 
@@ -36,7 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 EPOCH = 1764000000  # 2025-11-24
 DATE = "2025-11-24"
-ROLES = ("controller", "compute")
+ROLES = ("controller", "compute", "timeserver")
 PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----\s+[A-Za-z0-9+/=\s:,-]+-----END \1PRIVATE KEY-----")
 
 
@@ -67,12 +68,14 @@ def release(served_base: dict[str, str], release_key: ReleaseKey,
         "name": "minilab",
         "base_image": served_base,
         "network": {"subnet": "10.9.0.0/24", "gateway": "10.9.0.1", "dns": ["10.9.0.1"]},
-        "time": {"server": "head"},
+        "time": {"server": "gps"},
         "slurm": {"controller": "head"},
         "secrets_dir": str(work / "secrets"),
         "nodes": [{"name": "head", "role": "controller", "ip": "10.9.0.10", "model": "pi5-8gb"},
                   {"name": "node01", "role": "compute", "ip": "10.9.0.101", "model": "pi4-8gb"},
-                  {"name": "node02", "role": "compute", "ip": "10.9.0.102", "model": "pi5-8gb"}],
+                  {"name": "node02", "role": "compute", "ip": "10.9.0.102", "model": "pi5-8gb"},
+                  # time.server must name a node whose role serves time (checked at load since issue 11).
+                  {"name": "gps", "role": "timeserver", "ip": "10.9.0.20", "model": "pi4-8gb"}],
         "users": [{"name": "hpc", "uid": 2000, "groups": ["sudo"]}],
     }, sort_keys=False))
     dist = work / "dist"
@@ -122,7 +125,7 @@ def test_signature_and_sums_verify_as_a_user_would(release: Release, tmp_path: P
 def test_os_list_describes_the_files(release: Release) -> None:
     entries = json.loads((release.dist / "os_list.json").read_text())["os_list"]
     assert [e["name"] for e in entries] == [f"minilab {role}" for role in ROLES]
-    devices = {"controller": ["pi5-64bit"], "compute": ["pi5-64bit", "pi4-64bit"]}
+    devices = {"controller": ["pi5-64bit"], "compute": ["pi5-64bit", "pi4-64bit"], "timeserver": ["pi4-64bit"]}
     for role, entry in zip(ROLES, entries, strict=True):
         name = f"minilab-{role}-{DATE}.img.xz"
         assert entry["url"] == (release.dist / name).as_uri()
@@ -132,9 +135,10 @@ def test_os_list_describes_the_files(release: Release) -> None:
         assert entry["extract_sha256"] == _sha256(release.raw[role])
         assert entry["release_date"] == DATE
         assert entry["devices"] == devices[role]
-        with mounted_root(release.raw[role]) as root:
-            has_cloud_init = "Package: cloud-init\n" in (root / "var/lib/dpkg/status").read_text()
-        assert entry["init_format"] == ("cloudinit-rpi" if has_cloud_init else "systemd")
+        # Already customised: Imager must not offer to rewrite hostname, users or network.
+        assert entry["init_format"] == "none"
+    doc = json.loads((release.dist / "os_list.json").read_text())
+    assert imager_schema.problems(doc) == [] and imager_schema.unmatched_devices(doc) == []
 
 
 def _secrets(root: Path) -> list[str]:

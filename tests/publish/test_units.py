@@ -13,7 +13,7 @@ import pytest
 from builder.config.model import Node
 from builder.errors import VerificationError
 from builder.publish.bmap import read_bmap
-from builder.publish.imager import device_tags, init_format
+from builder.publish.imager import device_tags
 from builder.publish.manifest import installed_packages
 from builder.publish.secrets import secrets_in_tree, shadow_hashes
 from builder.publish.sums import check_sums, read_sums, write_sums
@@ -61,11 +61,6 @@ def test_sums_agree_with_sha256sum(tmp_path: Path) -> None:
 
 def test_installed_packages_from_dpkg_status() -> None:
     assert installed_packages(STATUS) == {"bash": "5.2.37-2", "libc6:arm64": "2.41-12"}
-
-
-def test_init_format_follows_cloud_init() -> None:
-    assert init_format({"cloud-init": "25.1"}) == "cloudinit-rpi"
-    assert init_format({"bash": "5"}) == "systemd"
 
 
 def test_device_tags_from_node_models() -> None:

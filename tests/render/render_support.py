@@ -13,6 +13,14 @@ ROOT = repo_root()
 PROFILES = ROOT / "profiles"
 OVERLAYS = ROOT / "overlays"
 
+# Real public keys (ssh-keygen; the private halves were thrown away): the loader parses keys.
+ALICE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDXW0RcQbTUaRfYr8eTHvIizrqZ8l3RC6KXIEpv/hyD5 alice@laptop"
+BOB_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMUHlYDmk56VJXVODOmnQQb9MXtx+xnpAWa7XoiJSGf4 bob@a",
+            "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCo4RY66BOVbyzXt6yAka9epZLvH17hpuU/tb/TRqsMceeLHITTI3D2hht4GvdT"
+            "pcKUOuXPdQL530KAHEMXEFi+2wCjqMz6uMHXkoNcxfBojYX2kbbgnVdhPd0kTRr9CqRMJ7g604Yk+CRJ9nUiYjEkSNVDgibNdkGV"
+            "a6XeJegpzUq4d6NvRZw7oOjd30MJ8S/N6J+wrPYYyn+JIMuyqq2HruAbTcuTMJYhWRHnVOTJPYqnuewRblnHOf353dskDBhxxjKM"
+            "1Jfsy2HYyC6BPX/esm3Vmb7DORASdSNGhPZEnyGNzHJBNPCKYynpdb8Yxzl8Lx+VQY/lh2HPaTvSUvbf bob@b"]
+
 SMALL = """\
 name: minilab
 base_image:
@@ -35,11 +43,11 @@ nodes:
   - {{name: c2,    role: compute,    ip: 192.168.7.12, model: pi5-16gb, memory_mb: 15000,
       mac: "2c:cf:67:00:00:12"}}
 users:
-  - {{name: alice, uid: 2001, groups: [sudo], ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA alice@laptop"]}}
+  - {{name: alice, uid: 2001, groups: [sudo], ssh_keys: ["{alice}"]}}
   - {{name: bob, uid: 2002,
-      ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB bob@a", "ssh-rsa AAAAB3NzaC1yc2E bob@b"]}}
+      ssh_keys: ["{bob_a}", "{bob_b}"]}}
 ssh: {{password_authentication: true}}
-""".format(sha="0" * 64)
+""".format(sha="0" * 64, alice=ALICE_KEY, bob_a=BOB_KEYS[0], bob_b=BOB_KEYS[1])
 
 
 def private(cluster: Cluster, tmp_path: Path) -> Cluster:

@@ -2,6 +2,8 @@
 
 It knows the keys we use and their value shapes, so a typo or a malformed node line fails here
 rather than in slurmctld on a Pi. The real daemons read the file in the cluster test.
+Hostlists (`node[01-06]`, `10.0.0.[101-106]`) are expanded the way Slurm does, written here
+independently of the builder's own code: `conf.nodes` has one entry per node.
 """
 
 from __future__ import annotations
@@ -29,15 +31,33 @@ GLOBAL_KEYS: dict[str, re.Pattern[str]] = {
     "ReturnToService": re.compile(r"^[012]$"), "SlurmctldTimeout": INT, "SlurmdTimeout": INT,
     "InactiveLimit": INT, "KillWait": INT, "MinJobAge": INT, "Waittime": INT, "DefMemPerCPU": INT,
 }
+HOSTLIST = re.compile(r"^(?P<prefix>[^\[\],]*)\[(?P<first>\d+)-(?P<last>\d+)\](?P<suffix>[^\[\],]*)$")
 NODE_KEYS: dict[str, re.Pattern[str]] = {
-    "NodeName": NAME, "NodeAddr": re.compile(r"^\d+\.\d+\.\d+\.\d+$"), "CPUs": INT, "RealMemory": INT,
+    "NodeName": re.compile(r"^[a-z0-9][a-z0-9-]*(\[\d+-\d+\])?$"),
+    "NodeAddr": re.compile(r"^\d+\.\d+\.\d+\.(\d+|\[\d+-\d+\])$"), "CPUs": INT, "RealMemory": INT,
     "State": re.compile(r"^(UNKNOWN|CLOUD|FUTURE)$"),
 }
 PARTITION_KEYS: dict[str, re.Pattern[str]] = {
-    "PartitionName": NAME, "Nodes": re.compile(r"^[a-z0-9-]+(,[a-z0-9-]+)*$"),
+    "PartitionName": NAME, "Nodes": re.compile(r"^[a-z0-9-]+(\[\d+-\d+\])?(,[a-z0-9-]+(\[\d+-\d+\])?)*$"),
     "Default": re.compile(r"^(YES|NO)$"), "MaxTime": re.compile(r"^(INFINITE|\d+)$"),
     "State": re.compile(r"^(UP|DOWN|DRAIN|INACTIVE)$"),
 }
+
+
+def expand(hostlist: str) -> list[str]:
+    """`c[08-10],gps` → c08, c09, c10, gps: every number as wide as the range's first."""
+    names = []
+    for part in hostlist.split(","):
+        match = HOSTLIST.match(part)
+        if match is None:
+            assert "[" not in part and "]" not in part, f"not a hostlist: {part!r}"
+            names.append(part)
+            continue
+        first, last = int(match["first"]), int(match["last"])
+        assert first < last, f"empty or one-element range: {part!r}"
+        width = len(match["first"])
+        names += [f"{match['prefix']}{n:0{width}d}{match['suffix']}" for n in range(first, last + 1)]
+    return names
 
 
 @dataclass
@@ -66,15 +86,18 @@ def parse(text: str) -> SlurmConf:
             assert k not in values, f"line {number}: {k} twice"
             values[k] = v
         if key == "NodeName":
-            assert values["NodeName"] not in conf.nodes, f"line {number}: node defined twice"
-            conf.nodes[values["NodeName"]] = values
+            names, addrs = expand(values["NodeName"]), expand(values["NodeAddr"])
+            assert len(names) == len(addrs), f"line {number}: {len(names)} names but {len(addrs)} addresses"
+            for name, addr in zip(names, addrs, strict=True):
+                assert name not in conf.nodes, f"line {number}: node {name} defined twice"
+                conf.nodes[name] = {**values, "NodeName": name, "NodeAddr": addr}
         elif key == "PartitionName":
             conf.partitions[values["PartitionName"]] = values
         else:
             assert key not in conf.settings, f"line {number}: {key} set twice"
             conf.settings[key] = pairs[0][1]
     for name, partition in conf.partitions.items():
-        unknown = set(partition["Nodes"].split(",")) - set(conf.nodes)
+        unknown = set(expand(partition["Nodes"])) - set(conf.nodes)
         assert not unknown, f"partition {name} names undefined nodes {unknown}"
     assert sum(p.get("Default") == "YES" for p in conf.partitions.values()) <= 1
     return conf

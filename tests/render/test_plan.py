@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import slurm_syntax
 import yaml
-from render_support import OVERLAYS, PROFILES, file, paths, plan, text
+from render_support import BOB_KEYS, OVERLAYS, PROFILES, file, paths, plan, text
 
 from builder.config import Cluster, load_cluster
 from builder.errors import InputError
@@ -72,7 +72,7 @@ def test_slurm_conf_of_the_small_lab(small: Cluster) -> None:
         "c2": {"NodeName": "c2", "NodeAddr": "192.168.7.12", "CPUs": "4", "RealMemory": "15000",
                "State": "UNKNOWN"},   # memory_mb overridden in the cluster file
     }
-    assert conf.partitions == {"batch": {"PartitionName": "batch", "Nodes": "clock,c1,c2", "Default": "YES",
+    assert conf.partitions == {"batch": {"PartitionName": "batch", "Nodes": "clock,c[1-2]", "Default": "YES",
                                          "MaxTime": "INFINITE", "State": "UP"}}
     assert s["DefMemPerCPU"] == str(3700 // 4)
 
@@ -81,7 +81,12 @@ def test_slurm_conf_of_the_reference_lab(reference: Cluster) -> None:
     conf = slurm_syntax.parse(text(plan(reference, role="compute"), "/etc/slurm/slurm.conf"))
     assert conf.settings["SlurmctldHost"] == "head(10.0.0.10)"
     assert list(conf.nodes) == ["gps"] + [f"node0{i}" for i in range(1, 7)]
-    assert conf.partitions["main"]["Nodes"] == "gps,node01,node02,node03,node04,node05,node06"
+    assert conf.nodes["node06"]["NodeAddr"] == "10.0.0.106"
+    assert conf.partitions["main"]["Nodes"] == "gps,node[01-06]"
+    # The six Pi 5 compute nodes share one definition; the Pi 4 time server has its own.
+    node_lines = [ln for ln in text(plan(reference, role="compute"), "/etc/slurm/slurm.conf").splitlines()
+                  if ln.startswith("NodeName=")]
+    assert node_lines[1:] == ["NodeName=node[01-06] NodeAddr=10.0.0.[101-106] CPUs=4 RealMemory=7800 State=UNKNOWN"]
 
 
 def test_cgroup_conf_for_cgroup_v2(small: Cluster) -> None:
@@ -119,7 +124,8 @@ def test_time_server_runs_gpsd_and_chrony_with_pps(small: Cluster) -> None:
     assert {"gpsd", "chrony", "slurmd"} <= set(p.packages)
     assert {"gpsd.service", "chrony.service", "slurmd.service"} <= set(p.enable)
     assert "systemd-timesyncd.service" in p.disable
-    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown", "enable_uart=1", "dtoverlay=pps-gpio,gpiopin=18")
+    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown", "dtoverlay=pps-gpio,gpiopin=18")
+    assert p.config_txt_boards == (("pi4", ("enable_uart=1",)),)    # clock is a Pi 4
     assert p.remove_serial_console
 
 
@@ -193,7 +199,7 @@ def test_users_get_their_keys_with_private_modes(small: Cluster) -> None:
         assert (auth.owner, auth.group, auth.mode) == (name, name, 0o600)
         lines = auth.data.decode().splitlines()
         assert len(lines) == keys and all(line.startswith("ssh-") for line in lines)
-    assert "ssh-rsa AAAAB3NzaC1yc2E bob@b\n" in text(p, "/home/bob/.ssh/authorized_keys")
+    assert BOB_KEYS[1] + "\n" in text(p, "/home/bob/.ssh/authorized_keys")
 
 
 def test_sshd_and_host_keys(small: Cluster, reference: Cluster) -> None:
@@ -214,7 +220,9 @@ def test_cloud_init_network_config_is_disabled(small: Cluster) -> None:
     cfg = yaml.safe_load(text(plan(small, node="boss"), "/etc/cloud/cloud.cfg.d/99-clusterbake-network.cfg"))
     assert cfg == {"network": {"config": "disabled"}}
     hostname = yaml.safe_load(text(plan(small, role="compute"), "/etc/cloud/cloud.cfg.d/99-clusterbake-hostname.cfg"))
-    assert hostname == {"preserve_hostname": True, "manage_etc_hosts": False}
+    assert (hostname["preserve_hostname"], hostname["manage_etc_hosts"]) == (True, False)
+    # Imager's user-data outranks the two keys: the modules that act on them do not run at all.
+    assert not {"set_hostname", "update_hostname", "update_etc_hosts"} & set(hostname["cloud_init_modules"])
 
 
 def test_pi5_nodes_get_a_warning_about_waking(small: Cluster, caplog: pytest.LogCaptureFixture) -> None:

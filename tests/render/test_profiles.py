@@ -29,11 +29,12 @@ def shipped_plus(tmp_path: Path, **profiles: str) -> Path:
 def test_timeserver_is_common_then_compute_then_itself() -> None:
     p = load_profile(PROFILES, "timeserver")
     assert p.sources == ("common", "compute", "timeserver")
-    assert p.packages[:5] == ("chrony", "munge", "nfs-common", "prometheus-node-exporter", "slurmd")
+    assert p.packages[:5] == ("chrony", "munge", "nfs-common", "prometheus-node-exporter", "slurm-client")
     assert {"gpsd", "pps-tools"} <= set(p.packages)
     assert p.runs("slurmd") and p.runs("gpsd.service")
     assert "systemd-timesyncd.service" in p.disable
-    assert p.config_txt == ("dtoverlay=gpio-shutdown", "enable_uart=1", "dtoverlay=pps-gpio,gpiopin=18")
+    assert p.config_txt == ("dtoverlay=gpio-shutdown", "dtoverlay=pps-gpio,gpiopin=18")
+    assert p.config_txt_boards == (("pi4", ("enable_uart=1",)), ("pi5", ("dtparam=uart0=on",)))
     assert p.remove_serial_console
     assert p.overlays[-1] == "time-server"        # after time-client, so its chrony.conf wins
     assert p.grow_mib == sum(load_profile(PROFILES, r).grow_mib for r in ("compute",)) + 24
@@ -125,7 +126,7 @@ def test_unknown_role_names_the_known_ones() -> None:
         ("include: [timeserver]\nconfig_txt: [dtparam=i2s=on]\n",
          "GPIO18 is claimed twice: 'dtoverlay=pps-gpio,gpiopin=18' (timeserver.yaml) and 'dtparam=i2s=on'"),
         ("include: [timeserver]\nconfig_txt: ['dtoverlay=uart0']\n",
-         "GPIO14 is claimed twice: 'enable_uart=1' (timeserver.yaml) and 'dtoverlay=uart0' (clash.yaml)"),
+         "GPIO14 is claimed twice: 'dtoverlay=uart0' (clash.yaml) and 'enable_uart=1' (timeserver.yaml)"),
     ],
 )
 def test_a_gpio_claimed_twice_is_an_error(tmp_path: Path, body: str, expected: str) -> None:

@@ -41,10 +41,10 @@ def test_readable_or_short_key_is_refused(tmp_path: Path) -> None:
     key.chmod(0o644)
     with pytest.raises(InputError) as info:
         munge_key(key.parent)
-    assert info.value.one_line() == f"{key}: the munge key is readable by others (mode 0644) (fix: chmod 600 {key})"
+    assert info.value.one_line() == f"{key.parent}: munge.key is readable by others (mode 0644) (fix: chmod 600 {key})"
     key.chmod(0o600)
     key.write_bytes(b"short")
-    with pytest.raises(InputError, match="5 bytes is too short for a munge key"):
+    with pytest.raises(InputError, match=r"munge\.key is 5 bytes, too short for a munge key"):
         munge_key(key.parent)
 
 

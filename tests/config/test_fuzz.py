@@ -1,0 +1,116 @@
+"""Fuzzing the cluster file: whatever a mutation makes of a valid file, `check` succeeds or says one line.
+
+Hypothesis mutates a valid cluster file two ways: structurally (a value anywhere replaced by
+hostile text, a number, a list, a mapping or nothing; a key removed or added) and as text (bytes
+inserted, removed or replaced in the YAML). The number of examples is bounded so the test takes
+seconds; no example database is written (`database=None`), so the run leaves no files behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hostile_support import VALID, Sandbox
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from builder.cli import main
+
+FUZZ = settings(max_examples=120, deadline=None, database=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+hostile_text = st.one_of(
+    st.text(max_size=40),
+    st.text(alphabet=st.sampled_from("\n\r\t\0\x1b\u2028 :$!&*#{}[]'\"%@|>-_./\\aZ09"), max_size=20),
+    st.sampled_from(["root", "default", "ALL", "localhost", "10.0.0.1", "http://[::1/x", "~", "yes", "0x10",
+                     "../../etc/passwd", "{{ lipsum.__globals__ }}", "a" * 300, "", "head", "gps", "node01"]),
+)
+scalars = st.one_of(hostile_text, st.integers(min_value=-(2**70), max_value=2**70), st.floats(),
+                    st.booleans(), st.none())
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                        st.dictionaries(hostile_text, inner, max_size=4)),
+                      max_leaves=8)
+
+
+def _containers(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a mapping or list inside the cluster data (the places a mutation can act)."""
+    found = [path]
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else []
+    for key, value in items:
+        if isinstance(value, dict | list):
+            found.extend(_containers(value, (*path, key)))
+    return found
+
+
+@st.composite
+def mutated_cluster(draw: st.DrawFn) -> str | bytes:
+    data = copy.deepcopy(VALID)
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        path = draw(st.sampled_from(_containers(data)))
+        target = data
+        for part in path:
+            target = target[part]
+        keys = list(target.keys()) if isinstance(target, dict) else list(range(len(target)))
+        action = draw(st.sampled_from(["replace", "remove", "add"]))
+        if action == "replace" and keys:
+            target[draw(st.sampled_from(keys))] = draw(values)
+        elif action == "remove" and keys:
+            del target[draw(st.sampled_from(keys))]
+        elif isinstance(target, dict):
+            target[draw(hostile_text)] = draw(values)
+        else:
+            target.append(draw(values))
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=draw(st.booleans()))
+    if not draw(st.booleans()):
+        return text
+    raw = bytearray(text.encode())
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        at = draw(st.integers(min_value=0, max_value=len(raw)))
+        how = draw(st.sampled_from(["insert", "delete", "replace"]))
+        piece = draw(st.binary(min_size=1, max_size=6))
+        if how == "insert":
+            raw[at:at] = piece
+        elif how == "delete":
+            del raw[at:at + len(piece)]
+        else:
+            raw[at:at + len(piece)] = piece
+    return bytes(raw)
+
+
+def _check(cluster: str | bytes) -> tuple[int, str, str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        box = Sandbox(Path(tmp) / "box", cluster_text=cluster)
+        argv = ["check", "--cluster", box.write(), "--cache", str(box.root / "cache")]
+        saved = dict(os.environ)
+        err, out = io.StringIO(), io.StringIO()
+        try:
+            os.environ.update(box.environment())
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                code = main(argv)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return code, out.getvalue(), err.getvalue()
+
+
+@FUZZ
+@given(mutated_cluster())
+def test_every_mutation_is_success_or_one_line(cluster: str | bytes) -> None:
+    code, out, err = _check(cluster)
+    assert "Traceback" not in err
+    if code == 0:
+        assert out.strip().endswith(": ok"), out
+        return
+    assert code == 1, (code, err)
+    # A warning about an earlier role's plan (e.g. a Pi 5's power button) may come first; the error is one line.
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("clusterbake: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert len(errors[0]) < 600, errors[0]
