@@ -14,6 +14,8 @@ neither used nor disturbed. In the order it runs:
   template only  the compute image again, every layer cached: what a template change costs
   one package    the compute image with one package added to its profile: only its layer is redone
   flash          bmaptool writing the compute image to a loop device: bytes written vs mapped
+  roles          each role's layers (what each added, its cold build time) and image size, from the
+                 cold cluster build: what a role that grows (issue 15) costs
   256 nodes      `check` of a 256-node inventory: every role's plan rendered, in-process
 
 Each step runs in a fresh interpreter (multiprocessing "spawn"): ru_maxrss only ever grows within
@@ -55,7 +57,7 @@ from builder.demo.publish import publish_standin, serve_standin
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
 from builder.flash import flash
 from builder.image.loop import attached
-from builder.layers import copy_sparse, layer_path, role_layers
+from builder.layers import copy_sparse, layer_path, layer_record_path, role_layers
 from builder.paths import cache_root, repo_root
 from builder.progress import step
 from builder.publish.bmap import create_bmap, read_bmap
@@ -95,6 +97,18 @@ class Measurement:
     cpu_seconds: float  # user + system, the builder and every command it ran
     rss_self_kib: int
     rss_children_kib: int
+
+
+@dataclass(frozen=True)
+class RoleLayer:
+    """One layer of a role's stack as the cold cluster build left it, and the role's image size."""
+
+    role: str
+    layer: str              # the profile the layer ends with
+    new: str                # the packages it added, space-separated
+    cold_seconds: float | None   # None: built by a builder that kept no record
+    layer_mib: float        # the layer image's allocated size
+    image_mib: float        # the role image's allocated size (the same on every row of a role)
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,18 @@ def format_table(results: Sequence[Measurement]) -> str:
     ], text_columns=2)
 
 
+ROLE_COLUMNS = ("role", "layer", "cold seconds", "layer", "role image", "new packages")
+
+
+def format_roles(rows: Sequence[RoleLayer]) -> str:
+    """Each role's layers: what each added, how long it took cold, its size; the role image's size."""
+    return _aligned(ROLE_COLUMNS, [
+        (r.role, r.layer, "cached" if r.cold_seconds is None else _seconds(r.cold_seconds),
+         f"{r.layer_mib:.0f} MiB", f"{r.image_mib:.0f} MiB", r.new or "(grows only)")
+        for r in rows
+    ], text_columns=2)
+
+
 def format_goals(goals: Sequence[Goal]) -> str:
     """Each goal as a ratio, the two numbers it comes from beside it, and whether it is met."""
     return _aligned(GOAL_COLUMNS, [
@@ -174,7 +200,7 @@ def _aligned(header: Sequence[str], body: Sequence[Sequence[str]], *, text_colum
 
 
 def results_document(results: Sequence[Measurement], machine: dict[str, object], *, mode: str,
-                     goals: Sequence[Goal] = ()) -> dict[str, object]:
+                     goals: Sequence[Goal] = (), roles: Sequence[RoleLayer] = ()) -> dict[str, object]:
     """What bench-results.json holds: the machine, how the bench ran, every measurement and goal."""
     return {
         "tool": "clusterbake bench",
@@ -188,6 +214,7 @@ def results_document(results: Sequence[Measurement], machine: dict[str, object],
             for m in results
         ],
         "goals": [{**asdict(g), "ratio": round(g.ratio, 3), "met": g.met} for g in goals],
+        "roles": [asdict(r) for r in roles],
     }
 
 
@@ -206,6 +233,15 @@ def markdown_report(document: Mapping[str, object]) -> str:
     lines += ["| step | cache | seconds | peak RSS builder / commands |", "| --- | --- | ---: | ---: |"]
     lines += [f"| {r['step']} | {r['cache']} | {_seconds(r['seconds'])} | "
               f"{r['rss_self_mib']:.0f} / {r['rss_children_mib']:.0f} MiB |" for r in rows]
+    role_rows = document.get("roles", [])
+    assert isinstance(role_rows, list)
+    if role_rows:
+        lines += ["", "| role | layer | cold seconds | layer size | role image | new packages |",
+                  "| --- | --- | ---: | ---: | ---: | --- |"]
+        lines += [f"| {r['role']} | {r['layer']} | "
+                  f"{'cached' if r['cold_seconds'] is None else _seconds(r['cold_seconds'])} | "
+                  f"{r['layer_mib']:.0f} MiB | {r['image_mib']:.0f} MiB | {r['new'] or '(grows only)'} |"
+                  for r in role_rows]
     return "\n".join(lines)
 
 
@@ -433,6 +469,7 @@ class Run:
         self.archive = archive
         self.results: list[Measurement] = []
         self.goals: list[Goal] = []
+        self.roles: list[RoleLayer] = []
 
     def measure(self, label: str, cache: str, name: str, params: Params | None = None) -> tuple[Measurement, str]:
         measurement, produced = measure(label, cache, name, self.work, params)
@@ -447,20 +484,23 @@ class Run:
         for folder in ("role-bases", "apt-lists"):
             shutil.rmtree(self.work.cache / folder, ignore_errors=True)
 
-    def fetch_and_decompress(self) -> None:
+    def fetch_and_decompress(self) -> Path:
+        """Returns the decompressed base (what the layers' keys name)."""
         self.measure("fetch", "cold", "fetch")
-        self.measure("fetch", "warm", "fetch")
+        _, base = self.measure("fetch", "warm", "fetch")
         xz, _ = self.measure("xz -T0 -d (reference)", "base .img.xz", "xz", {"archive": str(self.archive)})
         ours, _ = self.measure("decompress (builder)", "base .img.xz", "decompress", {"archive": str(self.archive)})
         self.goal("decompress", "decompression / `xz -T0 -d` of the same file", ours.seconds, xz.seconds, "s")
+        return Path(base)
 
-    def builds(self) -> Path:
+    def builds(self, base: Path) -> Path:
         """Cold one role and cold cluster, both from the same warm apt archive; returns the compute image."""
         self.measure("every role image", "cold, apt archive empty", "images")
         self.forget_builds()
         one, _ = self.measure(f"{ROLE} image", "cold", "images", {"roles": ROLE})
         self.forget_builds()
-        cluster, _ = self.measure("every role image", "cold", "images")
+        cluster, images = self.measure("every role image", "cold", "images")
+        self.roles = role_layer_rows(self.work.cache, base, images.split(","), _request(self.work))
         fetched = [p for p in (self.work.cache / "apt-lists").iterdir() if p.is_dir()]
         self.goal("cluster", "every role image, cold / one role image, cold", cluster.seconds, one.seconds, "s")
         self.goal("apt lists", "apt-get update runs for every role image, cold", len(fetched), 1, "runs")
@@ -495,9 +535,29 @@ class Run:
         self.goal("builder RSS", "builder peak RSS (any step) / its budget", peak, RSS_BUDGET_MIB, "MiB")
 
 
+def role_layer_rows(cache: Path, base: Path, images: Sequence[str], request: BuildRequest) -> list[RoleLayer]:
+    """Each role's layers in `cache` (cold time from the record the build left) and its image's size."""
+    rows = []
+    for role in request.cluster.roles:
+        image = next((Path(i) for i in images if Path(i).name.endswith(f"-{role}.img")), None)
+        image_mib = _allocated_mib(image) if image is not None and image.exists() else 0.0
+        plan = plan_build(BuildRequest(cluster=request.cluster, role=role, cache=cache, secrets=False))
+        for layer in role_layers(base, plan):
+            path = layer_path(cache, layer)
+            record = layer_record_path(path)
+            seconds = json.loads(record.read_text())["seconds"] if record.exists() else None
+            rows.append(RoleLayer(role, layer.profile, " ".join(layer.new), seconds,
+                                  _allocated_mib(path) if path.exists() else 0.0, image_mib))
+    return rows
+
+
+def _allocated_mib(path: Path) -> float:
+    return path.stat().st_blocks * SECTOR / (1 << 20)
+
+
 def full_run(run_: Run) -> None:
-    run_.fetch_and_decompress()
-    image = run_.builds()
+    base = run_.fetch_and_decompress()
+    image = run_.builds(base)
     run_.flash_and_scale(image)
     run_.memory()
 
@@ -559,11 +619,15 @@ def bench(*, quick: bool, out: Path) -> Run:
         _write_cluster_file(work, base_image)
         run_ = Run(work, archive)
         (quick_run if quick else full_run)(run_)
-    document = results_document(run_.results, machine, mode="quick" if quick else "full", goals=run_.goals)
+    document = results_document(run_.results, machine, mode="quick" if quick else "full", goals=run_.goals,
+                                roles=run_.roles)
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(format_table(run_.results))
     print()
     print(format_goals(run_.goals))
+    if run_.roles:
+        print()
+        print(format_roles(run_.roles))
     print(f"\n{machine['nproc']} cores ({machine['cpu']}), {machine['memory_mib']} MiB, load "
           f"{machine['load_average']} at the start; results in {out}")
     return run_

@@ -16,10 +16,12 @@ each, as many at once as there are cores (CLUSTERBAKE_JOBS overrides that).
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -27,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from builder import progress
-from builder.cache import install, locked, recipe_key, staging_dir
+from builder.cache import install, locked, recipe_key, staging_dir, write_atomically
 from builder.command import run
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, InputError, Interrupted
 from builder.image import grow_image, open_image
@@ -125,6 +127,7 @@ def ensure_layer(below: Path, layer: Layer, cache: Path) -> Path:
             return path
         with step(f"Layer '{layer.profile}': " + (" ".join(layer.new) or "no new packages")), \
                 staging_dir(path.parent) as work:
+            started = time.monotonic()
             tmp = work / path.name
             copy_sparse(below, tmp)
             if layer.grow_mib:
@@ -132,8 +135,17 @@ def ensure_layer(below: Path, layer: Layer, cache: Path) -> Path:
             if layer.new:
                 with open_image(tmp) as img:
                     install_packages(img, layer.packages, cache=cache, scratch=work)
+            # What `make bench` reports of a cold build: written before the layer, so a layer has one.
+            write_atomically(layer_record_path(path), json.dumps({
+                "profile": layer.profile, "new": list(layer.new), "grow_mib": layer.grow_mib,
+                "seconds": round(time.monotonic() - started, 1)}).encode())
             install(tmp, path)
     return path
+
+
+def layer_record_path(layer_image: Path) -> Path:
+    """How long a layer took to build, and what it added (JSON beside the layer's image)."""
+    return layer_image.with_suffix(".json")
 
 
 # --- building several layers at once -------------------------------------------------------------

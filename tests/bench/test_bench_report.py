@@ -15,15 +15,20 @@ from builder.bench import (
     COLUMNS,
     Goal,
     Measurement,
+    RoleLayer,
     Workspace,
     format_goals,
+    format_roles,
     format_table,
     machine_facts,
     markdown_report,
     results_document,
+    role_layer_rows,
     write_scale_cluster,
 )
+from builder.build import BuildRequest, plan_build
 from builder.config import load_cluster
+from builder.layers import layer_path, layer_record_path, role_layers
 from builder.paths import repo_root
 
 RESULTS = [
@@ -121,3 +126,38 @@ def test_the_scale_inventory_is_a_valid_cluster_of_256_compute_nodes(tmp_path: P
     cluster = load_cluster(write_scale_cluster(work, 256), profiles_dir=repo_root() / "profiles")
     assert len(cluster.nodes_with_role("compute")) == 256
     assert set(cluster.roles) == {"controller", "auxiliary", "compute"}
+
+
+def test_each_roles_layers_report_their_cold_time_and_size_and_the_role_image_its_size(tmp_path: Path) -> None:
+    """Issue 15: the roles that grew show what each layer added, its cold build time (the record the
+    layer's build left beside it) and the role image's size; a layer without a record says so."""
+    work = Workspace(tmp_path)
+    data = yaml.safe_load((repo_root() / "cluster.yaml").read_text())
+    data["secrets_dir"] = str(tmp_path / "secrets")
+    work.cluster_file.write_text(yaml.safe_dump(data))
+    cluster = load_cluster(work.cluster_file, profiles_dir=repo_root() / "profiles")
+    base, cache = tmp_path / "base.img", tmp_path / "cache"
+    request = BuildRequest(cluster=cluster, role="auxiliary", cache=cache, secrets=False)
+    layers = role_layers(base, plan_build(request))
+    for n, layer in enumerate(layers):
+        path = layer_path(cache, layer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * (1 << 20) * (n + 1))
+        if layer.profile != "common":
+            layer_record_path(path).write_text(json.dumps({"seconds": 100.0 + n}))
+    image = tmp_path / "out" / f"{cluster.name}-auxiliary.img"
+    image.parent.mkdir()
+    image.write_bytes(b"y" * (3 << 20))
+    rows = role_layer_rows(cache, base, [str(image)], request)
+    aux = [r for r in rows if r.role == "auxiliary"]
+    assert [r.layer for r in aux] == [layer.profile for layer in layers]
+    assert aux[0].layer == "common" and aux[0].cold_seconds is None and "slurm-client" in aux[0].new
+    assert aux[-1].cold_seconds == 100.0 + len(layers) - 1 and aux[-1].image_mib == 3
+    assert {r.role for r in rows} == set(cluster.roles)
+    table = format_roles(aux)
+    assert "cached" in table.splitlines()[2] and "3 MiB" in table
+    document = json.loads(json.dumps(results_document(RESULTS, {}, mode="full", roles=[
+        RoleLayer("compute", "compute", "slurmd openmpi-bin", 412.5, 900.0, 2100.0)])))
+    report = markdown_report({**document, "machine": {"date": "d", "commit": "c", "nproc": 2, "memory_mib": 24000,
+                                                      "load_average": [1.0]}})
+    assert "| compute | compute | 412 | 900 MiB | 2100 MiB | slurmd openmpi-bin |" in report
