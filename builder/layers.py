@@ -4,8 +4,8 @@ A role's stack follows its profiles' merge order (`common`, includes, the role):
 profile that adds packages, each an image file = the layer below, grown, with apt having
 installed every package up to that profile. For the shipped roles:
 
-    base ─ common ─┬─ compute ─ timeserver         (chrony, munge, slurm-client │ slurmd │ gpsd)
-                   └─ login ── controller          (git, tmux, htop, rsync │ slurmctld)
+    base ─ common ─┬─ compute ─ timeserver ─ fileserver ─ monitor   (the auxiliary role)
+                   └─ login ── controller
 
 A layer's key names the layer below it, its packages and its growth, so it is found whatever
 cluster or role asks for it, and adding a package to a role redoes only that role's layer and
