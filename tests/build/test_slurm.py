@@ -108,7 +108,7 @@ def test_slurms_own_parser_expands_the_hostlists_of_a_256_node_slurm_conf(lab: L
     data = lab_data(base, tmp_path / "secrets")
     data["network"] = {"subnet": "10.8.0.0/22", "gateway": "10.8.0.1", "dns": ["10.8.0.1"]}
     data["nodes"] = [{"name": "head", "role": "controller", "ip": "10.8.3.10", "model": "pi5-8gb"},
-                     {"name": "gps", "role": "timeserver", "ip": "10.8.3.20", "model": "pi4-4gb"},
+                     {"name": "gps", "role": "auxiliary", "ip": "10.8.3.20", "model": "pi4-4gb"},
                      *({"name": n, "role": "compute", "ip": a, "model": "pi5-8gb"}
                        for n, a in zip(names, addrs, strict=True))]
     cluster = load_cluster(write_cluster(tmp_path / "big.yaml", data), profiles_dir=repo_root() / "profiles")
