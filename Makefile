@@ -30,9 +30,11 @@ system-deps:
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+# The editable install gives $(VENV)/bin/clusterbake (pyproject's console script), same main as `python -m builder`.
+$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 check: deps
