@@ -10,7 +10,7 @@ from pathlib import Path
 
 from builder import progress
 from builder.errors import ClusterbakeError
-from builder.signals import interruptible
+from builder.host.signals import interruptible
 
 log = logging.getLogger("clusterbake")
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import output, run
 from builder.errors import CommandFailed, EnvironmentProblem
+from builder.host.procfs import kill_processes_in
 from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, ensure_emulation
-from builder.image.leftovers import kill_processes_in
 from builder.image.mounts import mounted
 from builder.progress import step
 

@@ -22,10 +22,12 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem, InputError
+from builder.host.procfs import kill_processes_in
+from builder.host.record import scratch_dir
+from builder.host.signals import signals_held
 from builder.image import rootfs
 from builder.image.boot import BootPartition, boot_copy
 from builder.image.checkpoints import checkpoint
-from builder.image.leftovers import kill_processes_in, scratch_dir, signals_held
 from builder.image.mounts import mounted
 from builder.progress import step
 

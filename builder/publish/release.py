@@ -27,8 +27,8 @@ from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
+from builder.host.signals import signals_held
 from builder.image import open_image
-from builder.image.leftovers import signals_held
 from builder.progress import step
 from builder.publish.bmap import create_bmap
 from builder.publish.compress import compress_xz, compress_zstd
