@@ -51,7 +51,7 @@ from builder.cache import staging_dir
 from builder.command import run
 from builder.config import load_cluster
 from builder.demo.cluster import demo_cluster_file
-from builder.demo.publish import publish_standin, serve_standin
+from builder.demo.download_site import publish_standin, serve_standin
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
 from builder.flash import flash
 from builder.host.signals import interruptible

@@ -66,7 +66,7 @@ def _cmd_images(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Build the stand-in base (once), serve it on 127.0.0.1, build the example cluster's images from it."""
     from builder.demo.cluster import demo_cluster_file
-    from builder.demo.publish import serve_standin
+    from builder.demo.download_site import serve_standin
 
     with serve_standin(args.cache) as base_image:
         args.cluster = demo_cluster_file(args.cluster, base_image, args.cache / "demo" / "cluster.yaml")
@@ -92,7 +92,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
     if not args.demo:
         return release(args.cluster)
     from builder.demo.cluster import demo_cluster_file
-    from builder.demo.publish import serve_standin
+    from builder.demo.download_site import serve_standin
 
     release_signer(args.key)  # fail on a missing key before the stand-in is made or served
     with serve_standin(args.cache) as base_image:

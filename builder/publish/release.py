@@ -27,6 +27,7 @@ from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
+from builder.host.procfs import pid_alive
 from builder.host.signals import signals_held
 from builder.image import open_image
 from builder.progress import step
@@ -35,7 +36,7 @@ from builder.publish.compress import compress_xz, compress_zstd
 from builder.publish.imager import ImagerEntry, device_tags, download_url, write_os_list
 from builder.publish.manifest import image_manifest, image_packages, write_manifest
 from builder.publish.reproducible import make_reproducible, source_date_epoch
-from builder.publish.secrets import find_secrets
+from builder.publish.secret_scan import find_secrets
 from builder.publish.signing import Signer, release_signer, sign_detached_armoured
 from builder.publish.sums import SUMS, write_sums
 
@@ -150,7 +151,7 @@ def staged_release(dist: Path) -> Iterator[Path]:
     dist.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*dist.parent.glob(f".{dist.name}.partial-*"), *dist.parent.glob(f".{dist.name}.old-*")]:
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     work = dist.parent / f".{dist.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)

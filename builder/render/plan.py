@@ -21,7 +21,7 @@ from builder.config.model import Cluster, Node
 from builder.errors import InputError
 from builder.render.context import build_context
 from builder.render.files import ImageFile
-from builder.render.lint import warn_pi5_power_button
+from builder.render.gpio import warn_pi5_power_button
 from builder.render.overlays import Templates, render_overlay
 from builder.render.profiles import Profile, load_profile
 from builder.render.secrets import munge_key
