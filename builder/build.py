@@ -8,7 +8,7 @@ Changing a template only redoes the last; adding a package to a role only its la
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,22 +57,39 @@ def plan_build(req: BuildRequest) -> RenderPlan:
                        profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
 
 
-def build_images(requests: Sequence[BuildRequest]) -> list[Path]:
+def build_images(requests: Sequence[BuildRequest], plans: Sequence[RenderPlan] | None = None) -> list[Path]:
     """Several images of one cluster: first every layer their role bases miss (each once, those that
-    do not depend on each other side by side), then each image on its role base."""
+    do not depend on each other side by side), then each image on its role base. `plans`, one per
+    request in order, are the requests' plans when the caller has made them already."""
+    plans = list(plans) if plans is not None else [plan_build(req) for req in requests]
     if len(requests) > 1:
         first = requests[0]
         with step("Verified base image"):
             base = fetch_base(first.cluster.base_image, cluster_dir=first.cluster.source.parent, cache=first.cache,
                               offline=first.offline)
         with step("Role bases of " + ", ".join(req.target for req in requests)):
-            build_layers(base, [plan_build(req) for req in requests], first.cache)
-    return [build_image(req) for req in requests]
+            build_layers(base, plans, first.cache)
+    return [build_from_plan(req, plan).path for req, plan in zip(requests, plans, strict=True)]
 
 
 def build_image(req: BuildRequest) -> Path:
     """Build one image (a role's or a node's) and return its path in req.out_dir."""
-    plan = plan_build(req)
+    return build_from_plan(req, plan_build(req)).path
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    path: Path          # the finished image in req.out_dir
+    base: Path          # the verified raw base image it grew from
+    plan: RenderPlan
+
+
+FinishingStep = Callable[[OpenImage, Path], None]   # (the open image, the verified base image)
+
+
+def build_from_plan(req: BuildRequest, plan: RenderPlan, finish: FinishingStep | None = None) -> BuiltImage:
+    """Build one image from its plan. `finish` runs inside the same open image after the
+    customisation and before the integrity checks (a release's own steps)."""
     final = req.out_dir / f"{req.cluster.name}-{req.target}.img"
     with step("Verified base image"):
         base = fetch_base(req.cluster.base_image, cluster_dir=req.cluster.source.parent, cache=req.cache,
@@ -84,9 +101,11 @@ def build_image(req: BuildRequest) -> Path:
         copy_sparse(role_base, tmp)
         with open_image(tmp) as img:
             customise(img, plan, req.cluster, secrets=req.secrets)
+            if finish is not None:
+                finish(img, base)
             with step("Integrity checks"):
                 img.check()
-    return final
+    return BuiltImage(final, base, plan)
 
 
 def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bool = True) -> None:

@@ -38,16 +38,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]]) -> int:
+def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]] | None = None) -> int:
+    """Build the (role, node) `targets`, or one image per role of the cluster when None."""
     from builder.build import BuildRequest, build_images, plan_build, profiles_dir
     from builder.config import load_cluster
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
+    if targets is None:
+        targets = [(role, None) for role in cluster.roles]
     requests = [BuildRequest(cluster=cluster, role=role, node=node, secrets=not args.no_secrets,
                              out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
-    for req in requests:  # every request is checked before the first one starts working
-        plan_build(req)
-    for image in build_images(requests):
+    plans = [plan_build(req) for req in requests]  # every request is checked before the first one starts working
+    for image in build_images(requests, plans):
         print(image, flush=True)
     return 0
 
@@ -57,10 +59,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from builder.config import load_cluster
-
-    cluster = load_cluster(args.cluster)
-    return _build_requests(args, [(role, None) for role in cluster.roles])
+    return _build_requests(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
