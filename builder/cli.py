@@ -42,13 +42,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]]) -> int:
     from builder.build import BuildRequest, build_images, plan_build, profiles_dir
     from builder.config import load_cluster
+    from builder.config.platforms import RASPBERRY_PI
+    from builder.container.pct import pct_instructions
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
     requests = [BuildRequest(cluster=cluster, role=role, node=node, secrets=not args.no_secrets,
                              out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
     for req in requests:  # every request is checked before the first one starts working
         plan_build(req)
-    for image in build_images(requests):
+    for req, image in zip(requests, build_images(requests), strict=True):
+        if req.node is not None and cluster.node(req.node).platform != RASPBERRY_PI:
+            print(pct_instructions(cluster, cluster.node(req.node)), flush=True)
         print(image, flush=True)
     return 0
 

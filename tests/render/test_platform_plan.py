@@ -9,6 +9,7 @@ import pytest
 from render_support import PROFILES, SMALL, file, paths, plan, private, text
 
 from builder.config import Cluster, load_cluster
+from builder.container import pct_create_command
 from builder.errors import InputError
 from builder.render import RenderPlan
 
@@ -90,3 +91,11 @@ def test_a_role_image_serves_only_the_boards_of_its_role(tmp_path: Path) -> None
     cluster = private(load_cluster(path, profiles_dir=PROFILES), tmp_path)
     inventory = json.loads(text(plan(cluster, role="login"), "/etc/clusterbake/inventory.json"))
     assert [n["name"] for n in inventory["nodes"]] == ["l1"]
+
+
+def test_the_pct_create_line(mixed: Cluster) -> None:
+    line = pct_create_command(mixed, mixed.node("boss"))
+    assert line == ("pct create $(pvesh get /cluster/nextid) local:vztmpl/minilab-boss.tar.zst --hostname boss "
+                    "--ostype debian --unprivileged 1 --features nesting=1 "
+                    "--net0 name=eth0,bridge=vmbr0,ip=192.168.7.2/24,gw=192.168.7.1 --cores 4 --memory 2048 "
+                    "--rootfs local-lvm:8 --onboot 1 --nameserver '192.168.7.1 9.9.9.9' --searchdomain lab.example")
