@@ -24,7 +24,7 @@ from tests.boot.reports import REPORTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-BOOT_TIMEOUT = 1080         # four VMs on two cores take 4.5 min, much longer when the host is busy
+BOOT_TIMEOUT = 1500         # four VMs on two cores take ~11 min, much longer when the host is busy
 POWER_OFF_TIMEOUT = 180
 
 
