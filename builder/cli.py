@@ -30,10 +30,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     """The cluster file, and every role's plan rendered (profiles, GPIO, templates): seconds, no image."""
     from builder.build import BuildRequest, plan_build, profiles_dir
     from builder.config import load_cluster
+    from builder.render.platform import image_targets
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
-    for role in cluster.roles:  # secrets=False: checking must not create the cluster's munge key
-        plan_build(BuildRequest(cluster=cluster, role=role, secrets=False))
+    for role, node in image_targets(cluster):  # secrets=False: checking must not create the cluster's munge key
+        plan_build(BuildRequest(cluster=cluster, role=role, node=node, secrets=False))
     print(f"{cluster.source}: {len(cluster.nodes)} nodes, roles {', '.join(cluster.roles)}: ok")
     return 0
 
@@ -41,13 +42,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]]) -> int:
     from builder.build import BuildRequest, build_images, plan_build, profiles_dir
     from builder.config import load_cluster
+    from builder.config.platforms import RASPBERRY_PI
+    from builder.container.pct import pct_instructions
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
     requests = [BuildRequest(cluster=cluster, role=role, node=node, secrets=not args.no_secrets,
                              out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
     for req in requests:  # every request is checked before the first one starts working
         plan_build(req)
-    for image in build_images(requests):
+    for req, image in zip(requests, build_images(requests), strict=True):
+        if req.node is not None and cluster.node(req.node).platform != RASPBERRY_PI:
+            print(pct_instructions(cluster, cluster.node(req.node)), flush=True)
         print(image, flush=True)
     return 0
 
@@ -58,9 +63,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _cmd_images(args: argparse.Namespace) -> int:
     from builder.config import load_cluster
+    from builder.render.platform import image_targets
 
-    cluster = load_cluster(args.cluster)
-    return _build_requests(args, [(role, None) for role in cluster.roles])
+    return _build_requests(args, image_targets(load_cluster(args.cluster)))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

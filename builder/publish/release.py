@@ -38,6 +38,7 @@ from builder.publish.reproducible import make_reproducible, source_date_epoch
 from builder.publish.secrets import find_secrets
 from builder.publish.signing import Signer, release_signer, sign_detached_armoured
 from builder.publish.sums import SUMS, write_sums
+from builder.render.platform import image_targets
 
 log = logging.getLogger("clusterbake")
 
@@ -69,7 +70,7 @@ def make_release(req: ReleaseRequest) -> Path:
     for tool in ("xz", "bmaptool", *(("zstd",) if req.zstd else ())):
         require_tool(tool)
     builds = [BuildRequest(cluster=req.cluster, role=role, secrets=False, cache=req.cache, offline=req.offline)
-              for role in req.cluster.roles]
+              for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
     for build in builds:   # every role is checked before the first one is built
         plan_build(build)
     epoch = source_date_epoch()
