@@ -14,15 +14,16 @@ from pathlib import Path
 
 from builder.acquire import fetch_base
 from builder.config.model import Cluster
+from builder.container import build_container
 from builder.image import OpenImage, atomic_output, open_image
 from builder.layers import build_layers, ensure_role_base
 from builder.layers import copy_sparse as copy_sparse  # part of this module's interface since before layers
 from builder.paths import data_dir
 from builder.progress import step
-from builder.provision.accounts import check_sudoers, create_users
-from builder.provision.files import apply_boot_edits, remove_paths, write_files
-from builder.provision.services import set_services
+from builder.provision.files import apply_boot_edits
+from builder.provision.root import provision_root
 from builder.render import RenderPlan, render_plan
+from builder.render.platform import platform_of
 
 log = logging.getLogger("clusterbake")
 
@@ -62,19 +63,31 @@ def build_images(requests: Sequence[BuildRequest], plans: Sequence[RenderPlan] |
     do not depend on each other side by side), then each image on its role base. `plans`, one per
     request in order, are the requests' plans when the caller has made them already."""
     plans = list(plans) if plans is not None else [plan_build(req) for req in requests]
-    if len(requests) > 1:
-        first = requests[0]
+    boards = [(req, plan) for req, plan in zip(requests, plans, strict=True) if not _in_container(req)]
+    if len(boards) > 1:
+        first = boards[0][0]
         with step("Verified base image"):
             base = fetch_base(first.cluster.base_image, cluster_dir=first.cluster.source.parent, cache=first.cache,
                               offline=first.offline)
-        with step("Role bases of " + ", ".join(req.target for req in requests)):
-            build_layers(base, plans, first.cache)
-    return [build_from_plan(req, plan).path for req, plan in zip(requests, plans, strict=True)]
+        with step("Role bases of " + ", ".join(req.target for req, _ in boards)):
+            build_layers(base, [plan for _, plan in boards], first.cache)
+    return [_build_target(req, plan) for req, plan in zip(requests, plans, strict=True)]
+
+
+def _in_container(req: BuildRequest) -> bool:
+    """Whether the request is a node that is no board: its artefact is a container template."""
+    return req.node is not None and not platform_of(req.cluster.node(req.node)).boot_partition
 
 
 def build_image(req: BuildRequest) -> Path:
-    """Build one image (a role's or a node's) and return its path in req.out_dir."""
-    return build_from_plan(req, plan_build(req)).path
+    """Build one image (a role's or a node's; a container's template) and return its path in req.out_dir."""
+    return _build_target(req, plan_build(req))
+
+
+def _build_target(req: BuildRequest, plan: RenderPlan) -> Path:
+    if _in_container(req):
+        return build_container(req.cluster, plan, out_dir=req.out_dir, cache=req.cache, secrets=req.secrets)
+    return build_from_plan(req, plan).path
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ FinishingStep = Callable[[OpenImage, Path], None]   # (the open image, the verif
 
 
 def build_from_plan(req: BuildRequest, plan: RenderPlan, finish: FinishingStep | None = None) -> BuiltImage:
-    """Build one image from its plan. `finish` runs inside the same open image after the
+    """Build one board image from its plan. `finish` runs inside the same open image after the
     customisation and before the integrity checks (a release's own steps)."""
     final = req.out_dir / f"{req.cluster.name}-{req.target}.img"
     with step("Verified base image"):
@@ -109,21 +122,7 @@ def build_from_plan(req: BuildRequest, plan: RenderPlan, finish: FinishingStep |
 
 
 def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bool = True) -> None:
-    """Accounts, rendered files, services and boot-partition edits: the fast, per-build part.
-
-    Accounts come first (files are owned by them and live in their homes), the units the
-    plan ships are written before services are enabled. Without secrets (release images)
-    accounts get no password hash.
-    """
-    with img.chroot() as chroot:
-        with step("Accounts"):
-            create_users(img, chroot, cluster, passwords=secrets)
-        with step(f"Write {len(plan.files)} rendered files"):
-            remove_paths(img, plan.remove)
-            write_files(img, plan.files)
-            check_sudoers(img, chroot, plan.files)
-        with step("Services"):
-            set_services(img, chroot, enable=plan.enable, disable=plan.disable, mask=plan.mask,
-                         source=plan.source)
+    """The root's accounts, files and services (builder.provision.root), then the boot-partition edits."""
+    provision_root(img, plan, cluster, secrets=secrets)
     with step("Boot partition"):
         apply_boot_edits(img, plan)

@@ -39,6 +39,7 @@ from builder.publish.secret_scan import find_secrets
 from builder.publish.signing import Signer, release_signer, sign_detached_armoured
 from builder.publish.sums import SUMS, write_sums
 from builder.render import RenderPlan
+from builder.render.platform import image_targets
 
 log = logging.getLogger("clusterbake")
 
@@ -70,7 +71,7 @@ def make_release(req: ReleaseRequest) -> Path:
     for tool in ("xz", "bmaptool", *(("zstd",) if req.zstd else ())):
         require_tool(tool)
     builds = [BuildRequest(cluster=req.cluster, role=role, secrets=False, cache=req.cache, offline=req.offline)
-              for role in req.cluster.roles]
+              for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
     plans = [plan_build(build) for build in builds]   # every role is checked before the first one is built
     epoch = source_date_epoch()
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))

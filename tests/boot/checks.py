@@ -6,24 +6,36 @@ names the unit. When a guest cannot be reached at all, its serial console says w
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from tests.boot import disks
 from tests.boot.machines import Machine
 from tests.cluster.checks import Inventory, wait_for
 
 SSH_UNREACHABLE = 255
 CONSOLE_TROUBLE = re.compile(r"\[FAILED\].*|.*[Tt]imed out waiting for device.*|.*emergency mode.*|"
-                             r".*Dependency failed for.*|initramfs: .*powering off.*")
+                             r".*Dependency failed for.*|.*Ordering cycle found, skipping.*|"
+                             r"initramfs: .*powering off.*")
+LOGIN_PROMPT = re.compile(r"^\S+ login: ", re.MULTILINE)
+# systemd (PID 1) breaking an ordering cycle: the job it names is dropped from the boot.
+ORDERING_CYCLE = re.compile(r"Job (\S+) deleted to break ordering cycle|Found ordering cycle on (\S+)")
 SLURM_JOB_DONE = ("COMPLETED", "FAILED", "OUT_OF_MEMORY", "CANCELLED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL")
 
 
-def wait_booted(machine: Machine, deadline: float) -> str:
+def wait_booted(machine: Machine, deadline: float, login_grace: float = 150) -> str:
     """Wait until SSH answers and systemd has finished booting; returns `is-system-running`'s answer.
 
-    "unreachable" when SSH never answered (the VM may have stopped: see the console).
+    "unreachable" when SSH never answered (the VM may have stopped: see the console), or did not
+    answer `login_grace` seconds after the console showed a login prompt (the node booted, but
+    not onto the network the inventory gives it).
     """
+    prompted = None
     while time.monotonic() < deadline:
         if not machine.alive():
             return "powered off"
@@ -33,6 +45,10 @@ def wait_booted(machine: Machine, deadline: float) -> str:
             machine.boot_seconds.append(time.monotonic() - machine.started)
             return proc.stdout.strip()
         machine.last_ssh_error = proc.stderr.strip()[-300:]
+        if prompted is None and LOGIN_PROMPT.search(machine.console_text()):
+            prompted = time.monotonic()
+        if prompted is not None and time.monotonic() - prompted > login_grace:
+            break
         time.sleep(3)
     return "unreachable"
 
@@ -47,8 +63,9 @@ def console_problems(machine: Machine) -> list[str]:
     return [f"{machine.name}: console: {line}" for line in seen[:8]]
 
 
-def check_system(machine: Machine, state: str) -> list[str]:
-    """`is-system-running` = running; each failed unit named with the last lines of its journal."""
+def check_system(machine: Machine, state: str, services: Sequence[str] = ()) -> list[str]:
+    """`is-system-running` = running; each failed unit named with the last lines of its journal;
+    no ordering cycle broken by systemd; each of `services` active."""
     if state in ("unreachable", "powered off"):
         return [f"{machine.name}: no SSH answer ({state}) after {time.monotonic() - machine.started:.0f}s; "
                 f"ssh said: {machine.last_ssh_error or 'nothing'}",
@@ -56,13 +73,68 @@ def check_system(machine: Machine, state: str) -> list[str]:
     problems = []
     failed = machine.ssh(["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"]).stdout
     for unit in (line.split()[0] for line in failed.splitlines() if line.split()):
-        journal = machine.ssh(["journalctl", "-b", "-u", unit, "-n", "4", "--no-pager", "-o", "cat"]).stdout
-        problems.append(f"{machine.name}: {unit} failed: {' | '.join(journal.strip().splitlines()[-4:])}")
+        problems.append(f"{machine.name}: {unit} failed: {unit_journal(machine, unit)}")
+    # systemd logs these before journald runs (they reach the journal through the kernel's log).
+    warnings = machine.ssh(["journalctl", "-b", "-p", "warning", "-o", "cat", "--no-pager"]).stdout
+    problems += dropped_jobs(machine, warnings.splitlines())
+    for service in services:
+        active = machine.ssh(["systemctl", "is-active", service]).stdout.strip()
+        if active != "active" and not any(p.startswith(f"{machine.name}: {service} ") for p in problems):
+            problems.append(f"{machine.name}: {service} is {active or 'unknown'}, not active: "
+                            f"{unit_journal(machine, service)}")
     if state != "running":
         jobs = machine.ssh(["systemctl", "list-jobs", "--no-legend", "--no-pager"]).stdout.strip()
         problems.append(f"{machine.name}: systemctl is-system-running says {state!r}, not 'running'"
                         + (f"; waiting jobs: {' | '.join(jobs.splitlines()[:5])}" if jobs else ""))
     return problems
+
+
+def dropped_jobs(machine: Machine, lines: Sequence[str]) -> list[str]:
+    """Jobs systemd dropped to break an ordering cycle, each named with the line saying so."""
+    found = []
+    for line in lines:
+        match = ORDERING_CYCLE.search(line)
+        if match and match.group(1):
+            found.append(f"{machine.name}: {match.group(1).split('/')[0]} was dropped from the boot: {line.strip()}")
+    return found
+
+
+def unit_journal(machine: Machine, unit: str, lines: int = 4) -> str:
+    journal = machine.ssh(["journalctl", "-b", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"]).stdout
+    return " | ".join(journal.strip().splitlines()[-lines:]) or "nothing in its journal"
+
+
+def journal_problems(machine: Machine, folder: Path, limit: int = 8) -> list[str]:
+    """For a node SSH cannot reach: power it off (the power key, else QEMU is stopped), copy its
+    journal off its disk and name the units that logged warnings or errors in that boot."""
+    if machine.alive():
+        with contextlib.suppress(OSError):
+            machine.monitor("system_powerdown")
+        if machine.wait_exit(180) is None:
+            machine.kill()
+    try:
+        journal = disks.copy_out(machine.spec.disk, "/var/log/journal", folder / f"{machine.name}-journal")
+    except AssertionError as e:
+        return [f"{machine.name}: its journal could not be read off its disk: {e}"]
+    out = subprocess.run(["journalctl", "-D", str(journal), "-b", "-p", "warning", "-o", "json", "--no-pager"],
+                         capture_output=True, text=True, check=False).stdout
+    seen: list[str] = []
+    messages = []
+    for line in out.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        unit = entry.get("_SYSTEMD_UNIT") or entry.get("UNIT")
+        message = entry.get("MESSAGE")
+        if isinstance(message, str):
+            messages.append(message)
+        if isinstance(unit, str) and isinstance(message, str):
+            said = f"{machine.name}: {unit}: {message.strip()[:300]}"
+            if said not in seen:
+                seen.append(said)
+    named = [p + " (its journal)" for p in [*dropped_jobs(machine, messages), *seen][:limit]]
+    return named or [f"{machine.name}: no warning in its journal"]
 
 
 def check_first_boot(machines: Sequence[Machine]) -> list[str]:

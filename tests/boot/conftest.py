@@ -33,6 +33,15 @@ SUBNET, GATEWAY, PREFIX = "10.78.0.0/24", "10.78.0.1", 24
 # Each VM has one vCPU; slurm.conf must not promise more than the guest has, or slurmd drains it.
 SLURM_NODE = {"cpus": 1, "memory_mb": 640}
 VM_MEMORY_MIB = {"controller": 768, "timeserver": 1024, "compute": 1024}
+# What must be active on each role after its first boot (checked besides "no failed unit": a unit
+# whose start job was dropped, by a broken dependency or an ordering cycle, is not "failed").
+SERVICES = {
+    "controller": ("NetworkManager.service", "ssh.service", "munge.service", "chrony.service",
+                   "slurmctld.service", "cloud-final.service"),
+    "compute": ("NetworkManager.service", "ssh.service", "munge.service", "chrony.service", "slurmd.service",
+                "clusterbake-slurm-power.service", "cloud-final.service"),
+}
+SERVICES["timeserver"] = (*SERVICES["compute"], "gpsd.service")
 # node02 has no node.txt: the identity service must find it by this MAC address.
 BY_MAC_ONLY = "node02"
 

@@ -50,6 +50,13 @@ def replace_root_file(disk: Path, path: str, data: bytes, *, mode: int | None = 
         f"{disk.name}: debugfs did not write {path} as asked: {new}"
 
 
+def copy_out(disk: Path, path: str, dest: Path) -> Path:
+    """A folder of the root filesystem copied out (e.g. the guest's journal after it powered off)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _sh("debugfs", "-R", f"rdump {path} {dest}", f"{disk}?offset={ImageReader(disk).root_offset}")
+    return dest / Path(path).name
+
+
 def _sh(*argv: str | os.PathLike[str], input: str | None = None) -> None:
     proc = subprocess.run([os.fspath(a) for a in argv], input=input, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"{argv[0]}: exit {proc.returncode}: {proc.stderr.strip()[-800:]}"

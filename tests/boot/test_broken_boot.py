@@ -1,38 +1,125 @@
 """Breaking one thing a real boot depends on fails the boot test with the node and the unit named.
 
-A single compute VM (no cluster needed: the failure is the node's own) boots a copy of the
-compute image whose first-boot munge-key service installs the key owned by root: munged, which
-runs as `munge`, cannot read it.
+Three copies of the compute image, each broken in one way, boot at once as node01, each alone
+on a LAN of its own (the failure is the node's own: no cluster needed):
+- the first-boot munge-key service installs the key owned by root: munged, which runs as
+  `munge`, cannot read it;
+- the identity service writes the node's NetworkManager keyfile with mode 0644: NetworkManager
+  refuses a keyfile others can read, so the node never takes its address (SSH cannot reach it:
+  the harness powers it off and reads its journal off its disk);
+- the munge-key service is ordered after multi-user.target, a target that cannot come before it
+  (munge, which multi-user.target waits for, waits for it): systemd breaks the cycle by dropping
+  a job, and nothing is "failed".
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.boot import checks, disks
-from tests.boot.conftest import BootLab, vms
+from tests.boot.conftest import SERVICES, BootLab, vms
+from tests.boot.machines import Machine
 from tests.boot.reports import REPORTS
 from tests.build.image_reader import ImageReader
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 MUNGE_KEY_UNIT = "/etc/systemd/system/clusterbake-munge-key.service"
+INVENTORY = "/etc/clusterbake/inventory.json"
+# Three VMs on two cores reach their login prompts in about 6 minutes with nothing else running;
+# this bounds a boot that went wrong (a node up but unreachable is given up on sooner).
+BOOT_TIMEOUT = 1500
 
 
-def test_a_munge_key_owned_by_root_fails_naming_node_and_unit(bootlab: BootLab, tmp_path: Path) -> None:
-    image = disks.sparse_copy(bootlab.images["compute"], tmp_path / "compute-root-munge-key.img")
+def munge_key_owned_by_root(image: Path) -> None:
     unit = ImageReader(image).text(MUNGE_KEY_UNIT)
     assert "-o munge -g munge" in unit, unit
     disks.replace_root_file(image, MUNGE_KEY_UNIT, unit.replace("-o munge -g munge", "-o root -g root").encode())
-    spec = bootlab.disk("node01", tmp_path / "disks", image=image)
-    with vms(bootlab, [spec], tmp_path) as machines:
-        node = machines["node01"]
+
+
+def keyfile_readable_by_all(image: Path) -> None:
+    inventory = json.loads(ImageReader(image).text(INVENTORY))
+    keyfiles = [f for node in inventory["nodes"] for f in node["files"] if f["path"].endswith(".nmconnection")]
+    assert keyfiles and all(f["mode"] == 0o600 for f in keyfiles), keyfiles
+    for f in keyfiles:
+        f["mode"] = 0o644
+    disks.replace_root_file(image, INVENTORY, json.dumps(inventory).encode())
+
+
+def munge_key_after_multi_user(image: Path) -> None:
+    unit = ImageReader(image).text(MUNGE_KEY_UNIT)
+    assert "Before=munge.service\n" in unit, unit
+    disks.replace_root_file(image, MUNGE_KEY_UNIT,
+                            unit.replace("Before=munge.service\n",
+                                         "Before=munge.service\nAfter=multi-user.target\n").encode())
+
+
+BREAKAGES: dict[str, Callable[[Path], None]] = {
+    "munge-key-owner": munge_key_owned_by_root,
+    "keyfile-0644": keyfile_readable_by_all,
+    "ordering-cycle": munge_key_after_multi_user,
+}
+
+
+@dataclass
+class Broken:
+    machine: Machine
+    problems: list[str]
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def broken(bootlab: BootLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Broken]]:
+    """Each breakage booted as node01 on its own LAN, all at once; the problems the checks found."""
+    folder = tmp_path_factory.mktemp("broken")
+    with contextlib.ExitStack() as stack:
+        machines = {}
+        for name, breakage in BREAKAGES.items():
+            image = disks.sparse_copy(bootlab.images["compute"], folder / name / "compute.img")
+            breakage(image)
+            spec = bootlab.disk("node01", folder / name / "disks", image=image)
+            machines[name] = stack.enter_context(vms(bootlab, [spec], folder / name))["node01"]
         started = time.monotonic()
-        state = checks.wait_booted(node, started + 600)
-        problems = checks.check_system(node, state)
-    REPORTS.append(f"broken munge key owner: node01 answered after {time.monotonic() - started:.0f}s ({state}); "
-                   f"the test said: {problems[0] if problems else 'nothing'}")
-    assert any(p.startswith("node01: munge.service failed") for p in problems), "\n".join(problems) or state
+        found = {}
+        for name, node in machines.items():
+            state = checks.wait_booted(node, started + BOOT_TIMEOUT)
+            problems = checks.check_system(node, state, SERVICES["compute"])
+            if state in ("unreachable", "powered off"):
+                problems += checks.journal_problems(node, folder / name)
+            found[name] = Broken(node, problems, time.monotonic() - started)
+            REPORTS.append(f"broken ({name}): node01 {state} after {time.monotonic() - started:.0f}s; "
+                           f"the test said: {problems[:3] or 'nothing'}")
+        yield found
+
+
+def failure(case: Broken) -> str:
+    return "\n".join(case.problems or ["the checks found nothing wrong"]) + "\n" + case.machine.console_tail()
+
+
+def test_a_munge_key_owned_by_root_fails_naming_node_and_unit(broken: dict[str, Broken]) -> None:
+    case = broken["munge-key-owner"]
+    assert any(re.match(r"node01: munge\.service (is )?failed", p) for p in case.problems), failure(case)
+
+
+def test_a_keyfile_readable_by_all_fails_naming_node_and_unit(broken: dict[str, Broken]) -> None:
+    case = broken["keyfile-0644"]
+    assert any(p.startswith("node01: no SSH answer") for p in case.problems), failure(case)
+    assert any(p.startswith("node01: NetworkManager.service: ") and "eth0.nmconnection" in p
+               for p in case.problems), failure(case)
+
+
+def test_a_unit_ordered_after_a_target_that_never_comes_fails_naming_node_and_unit(
+        broken: dict[str, Broken]) -> None:
+    case = broken["ordering-cycle"]
+    assert any(p.startswith("node01: ") and "was dropped from the boot" in p and "ordering cycle" in p
+               for p in case.problems), failure(case)
+    assert any(p.startswith(("node01: munge.service", "node01: clusterbake-munge-key.service"))
+               for p in case.problems), failure(case)

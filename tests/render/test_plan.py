@@ -279,6 +279,7 @@ def test_a_new_role_and_overlay_need_no_python_change(tmp_path: Path, small: Clu
 
 POWER_UNIT = "/etc/systemd/system/clusterbake-slurm-power.service"
 POWER_SCRIPT = "/usr/local/lib/clusterbake/slurm-node-power"
+SCOPES_FIRST = "/etc/systemd/system/scope.d/50-clusterbake-slurm-power.conf"
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -287,6 +288,7 @@ def test_slurmd_nodes_tell_slurm_about_the_power_button(small: Cluster, role: st
     p = plan(small, role=role)
     runs_slurmd = "slurmd.service" in p.enable
     assert (POWER_UNIT in paths(p)) == runs_slurmd == ("clusterbake-slurm-power.service" in p.enable)
+    assert (SCOPES_FIRST in paths(p)) == runs_slurmd
     if not runs_slurmd:
         return
     unit = configparser.ConfigParser(strict=False, interpolation=None)
@@ -297,3 +299,7 @@ def test_slurmd_nodes_tell_slurm_about_the_power_button(small: Cluster, role: st
     assert unit["Service"]["RemainAfterExit"] == "yes"
     assert file(p, POWER_SCRIPT).mode == 0o755
     assert 'REASON="power button"' in text(p, POWER_SCRIPT)
+    # Job steps live in slurmd's transient scope: it stops only after the jobs were requeued.
+    scopes = configparser.ConfigParser(strict=False, interpolation=None)
+    scopes.read_string(text(p, SCOPES_FIRST))
+    assert scopes["Unit"]["Before"] == "clusterbake-slurm-power.service"
