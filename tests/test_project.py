@@ -18,6 +18,7 @@ def test_the_clusterbake_command_is_python_m_builder() -> None:
     assert script.load() is main
     # The installed script itself (`make deps` installs the project into the venv, editable).
     command = Path(sys.executable).parent / "clusterbake"
+    assert command.exists(), f"{command}: missing; `make deps` installs the project into the venv (pip install -e .)"
     installed = subprocess.run([command, "--help"], capture_output=True, text=True, check=True)
     module = subprocess.run([sys.executable, "-m", "builder", "--help"], cwd=ROOT,
                             capture_output=True, text=True, check=True)
