@@ -104,14 +104,22 @@ def unit_journal(machine: Machine, unit: str, lines: int = 4) -> str:
     return " | ".join(journal.strip().splitlines()[-lines:]) or "nothing in its journal"
 
 
+def power_off(machines: Sequence[Machine], timeout: float = 180) -> None:
+    """The power key to every running machine at once; QEMU is stopped where the guest won't halt."""
+    pressed = [m for m in machines if m.alive()]
+    for machine in pressed:
+        with contextlib.suppress(OSError):
+            machine.monitor("system_powerdown")
+    deadline = time.monotonic() + timeout
+    for machine in pressed:
+        if machine.wait_exit(max(1.0, deadline - time.monotonic())) is None:
+            machine.kill()
+
+
 def journal_problems(machine: Machine, folder: Path, limit: int = 8) -> list[str]:
     """For a node SSH cannot reach: power it off (the power key, else QEMU is stopped), copy its
     journal off its disk and name the units that logged warnings or errors in that boot."""
-    if machine.alive():
-        with contextlib.suppress(OSError):
-            machine.monitor("system_powerdown")
-        if machine.wait_exit(180) is None:
-            machine.kill()
+    power_off([machine])
     try:
         journal = disks.copy_out(machine.spec.disk, "/var/log/journal", folder / f"{machine.name}-journal")
     except AssertionError as e:
