@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 # Debian packages the builder and its tests call (see README "Dependencies").
 SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-static \
 	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates \
-	qemu-system-arm cpio openssh-client
+	qemu-system-arm cpio openssh-client debian-archive-keyring
 
 .PHONY: deps system-deps venv check fetch image images demo test cluster-test boot-test release verify-release flash bench lint clean
 
@@ -30,9 +30,11 @@ system-deps:
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: requirements.txt requirements-dev.txt
+# The editable install gives $(VENV)/bin/clusterbake (pyproject's console script), same main as `python -m builder`.
+$(VENV)/.stamp: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 check: deps

@@ -53,15 +53,15 @@ from builder.cache import staging_dir
 from builder.command import run
 from builder.config import load_cluster
 from builder.demo.cluster import demo_cluster_file
-from builder.demo.publish import publish_standin, serve_standin
+from builder.demo.download_site import publish_standin, serve_standin
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
 from builder.flash import flash
+from builder.host.signals import interruptible
 from builder.image.loop import attached
 from builder.layers import copy_sparse, layer_path, layer_record_path, role_layers
 from builder.paths import cache_root, repo_root
 from builder.progress import step
 from builder.publish.bmap import create_bmap, read_bmap
-from builder.signals import interruptible
 
 log = logging.getLogger("clusterbake.bench")
 

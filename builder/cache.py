@@ -23,7 +23,7 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem
-from builder.image.leftovers import kill_processes_in, mounts_under
+from builder.host.procfs import kill_processes_in, mounts_under, pid_alive
 
 log = logging.getLogger("clusterbake.cache")
 
@@ -108,7 +108,7 @@ def remove_stale_staging(parent: Path) -> None:
     """Remove staging directories whose builder is dead (killed, e.g. by SIGKILL)."""
     for entry in parent.glob(f"{STAGING_PREFIX}*"):
         pid_text = entry.name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             log.info("removing the leftovers of a killed build: %s", entry)
             remove_staging(entry)
 
@@ -129,16 +129,6 @@ def remove_staging(work: Path) -> None:
             hint=f"umount them by hand, then rm -rf {work}",
         )
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_dir(path: Path) -> None:

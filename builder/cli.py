@@ -10,7 +10,7 @@ from pathlib import Path
 
 from builder import progress
 from builder.errors import ClusterbakeError
-from builder.signals import interruptible
+from builder.host.signals import interruptible
 
 log = logging.getLogger("clusterbake")
 
@@ -30,24 +30,32 @@ def _cmd_check(args: argparse.Namespace) -> int:
     """The cluster file, and every role's plan rendered (profiles, GPIO, templates): seconds, no image."""
     from builder.build import BuildRequest, plan_build, profiles_dir
     from builder.config import load_cluster
+    from builder.render.platform import image_targets
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
-    for role in cluster.roles:  # secrets=False: checking must not create the cluster's munge key
-        plan_build(BuildRequest(cluster=cluster, role=role, secrets=False))
+    for role, node in image_targets(cluster):  # secrets=False: checking must not create the cluster's munge key
+        plan_build(BuildRequest(cluster=cluster, role=role, node=node, secrets=False))
     print(f"{cluster.source}: {len(cluster.nodes)} nodes, roles {', '.join(cluster.roles)}: ok")
     return 0
 
 
-def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]]) -> int:
+def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]] | None = None) -> int:
+    """Build the (role, node) `targets`, or every artefact of the cluster (`image_targets`) when None."""
     from builder.build import BuildRequest, build_images, plan_build, profiles_dir
     from builder.config import load_cluster
+    from builder.config.platforms import RASPBERRY_PI
+    from builder.container.pct import pct_instructions
+    from builder.render.platform import image_targets
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
+    if targets is None:
+        targets = image_targets(cluster)
     requests = [BuildRequest(cluster=cluster, role=role, node=node, secrets=not args.no_secrets,
                              out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
-    for req in requests:  # every request is checked before the first one starts working
-        plan_build(req)
-    for image in build_images(requests):
+    plans = [plan_build(req) for req in requests]  # every request is checked before the first one starts working
+    for req, image in zip(requests, build_images(requests, plans), strict=True):
+        if req.node is not None and cluster.node(req.node).platform != RASPBERRY_PI:
+            print(pct_instructions(cluster, cluster.node(req.node)), flush=True)
         print(image, flush=True)
     return 0
 
@@ -57,16 +65,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_images(args: argparse.Namespace) -> int:
-    from builder.config import load_cluster
-
-    cluster = load_cluster(args.cluster)
-    return _build_requests(args, [(role, None) for role in cluster.roles])
+    return _build_requests(args)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Build the stand-in base (once), serve it on 127.0.0.1, build the example cluster's images from it."""
     from builder.demo.cluster import demo_cluster_file
-    from builder.demo.publish import serve_standin
+    from builder.demo.download_site import serve_standin
 
     with serve_standin(args.cache) as base_image:
         args.cluster = demo_cluster_file(args.cluster, base_image, args.cache / "demo" / "cluster.yaml")
@@ -92,7 +97,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
     if not args.demo:
         return release(args.cluster)
     from builder.demo.cluster import demo_cluster_file
-    from builder.demo.publish import serve_standin
+    from builder.demo.download_site import serve_standin
 
     release_signer(args.key)  # fail on a missing key before the stand-in is made or served
     with serve_standin(args.cache) as base_image:

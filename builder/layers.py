@@ -32,11 +32,11 @@ from builder import progress
 from builder.cache import install, locked, recipe_key, staging_dir, write_atomically
 from builder.command import run
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, InputError, Interrupted
+from builder.host.signals import interruptible
 from builder.image import grow_image, open_image
 from builder.progress import step
 from builder.provision.packages import install_packages
 from builder.render import RenderPlan
-from builder.signals import interruptible
 
 log = logging.getLogger("clusterbake")
 

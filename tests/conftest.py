@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.demo.publish import serve_standin
+from builder.demo.download_site import serve_standin
 from builder.demo.standin import build_standin
 from builder.paths import cache_root
 

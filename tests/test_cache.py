@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.cache import recipe_key, remove_stale_staging, staging_dir
-from builder.image.leftovers import mounts_under
+from builder.host.procfs import mounts_under
 
 
 def test_recipe_key_ignores_order_but_not_content() -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import requests
 
-from builder.acquire.cache import ImageCache
 from builder.acquire.checksum import expected_sha256
 from builder.acquire.decompress import compression_of, decompress
 from builder.acquire.download import Downloader
+from builder.acquire.image_store import ImageCache
 from builder.acquire.signature import (
     PinnedKeyring,
     PublicKey,

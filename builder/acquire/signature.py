@@ -11,24 +11,13 @@ user's keyring, say) can never count.
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import gnupg  # type: ignore[import-untyped]
-
-from builder.command import require_tool, run
-from builder.errors import VerificationError
-
-# python-gnupg warns on every non-zero gpg exit (a bad signature is one); the verdict
-# below says what happened in our words, so its warnings must not reach the terminal.
-logging.getLogger("gnupg").addHandler(logging.NullHandler())
+from builder.errors import CommandFailed, VerificationError
+from builder.openpgp import export_public_key, import_keys, scan_keys, stderr_tail, temporary_keyring, verify_detached
 
 
 @dataclass(frozen=True)
@@ -42,21 +31,21 @@ class SignatureCheck:
 class PinnedKeyring:
     """A throw-away keyring holding only the pinned key."""
 
-    def __init__(self, gpg: gnupg.GPG, fingerprint: str) -> None:
-        self._gpg = gpg
+    def __init__(self, home: Path, fingerprint: str) -> None:
+        self._home = home
         self.fingerprint = fingerprint
 
     def check(self, signature: bytes, file: Path) -> SignatureCheck:
         """Is `signature` a good detached signature over `file` by the pinned key?"""
-        result = self._gpg.verify_file(io.BytesIO(signature), data_filename=str(file))
-        signer = (result.pubkey_fingerprint or result.fingerprint or "").upper()
-        if result.valid and signer == self.fingerprint:
+        result = verify_detached(self._home, signature, file)
+        if result.valid and result.signer == self.fingerprint:
             return SignatureCheck(True)
         if result.valid:
-            return SignatureCheck(False, f"signature made by key {signer}, not by the pinned key {self.fingerprint}")
-        if result.status in ("no public key", "signature error") and result.key_id:
-            other = (result.fingerprint or result.key_id).upper()
-            return SignatureCheck(False, f"signature made by key {other}, not by the pinned key {self.fingerprint}")
+            return SignatureCheck(False, f"signature made by key {result.signer}, "
+                                         f"not by the pinned key {self.fingerprint}")
+        if result.status in ("no public key", "signature error") and result.issuer:
+            return SignatureCheck(False, f"signature made by key {result.issuer}, "
+                                         f"not by the pinned key {self.fingerprint}")
         if result.status == "signature bad":
             return SignatureCheck(False, f"BAD signature by the pinned key {self.fingerprint}: the file is not "
                                          "the one that was signed")
@@ -82,18 +71,15 @@ class PublicKey:
 def signature_issuer(signature: bytes) -> str | None:
     """The key a detached signature names as its maker: its fingerprint, or (older signatures) its
     16-digit key ID; None when the data is no signature. Needs neither the key nor the signed file."""
-    with _scratch_gpg() as gpg:
-        result = gpg.verify_file(io.BytesIO(signature), data_filename=os.devnull)
-    issuer = result.fingerprint or result.key_id
-    return str(issuer).upper() if issuer else None
+    with temporary_keyring(prefix="clusterbake-verify-") as home:
+        return verify_detached(home, signature, Path(os.devnull)).issuer or None
 
 
 def public_keys(key_data: bytes) -> list[PublicKey]:
     """The primary keys a key file holds (nothing is imported anywhere)."""
-    with _scratch_gpg() as gpg:
-        return [PublicKey(str(key["fingerprint"]).upper(),
-                          tuple(str(sub[2]).upper() for sub in key.get("subkeys", []) if len(sub) > 2 and sub[2]))
-                for key in _scan(gpg, key_data) if key.get("type") == "pub"]
+    return [PublicKey(str(key["fingerprint"]).upper(),
+                      tuple(str(sub[2]).upper() for sub in key.get("subkeys", []) if len(sub) > 2 and sub[2]))
+            for key in scan_keys(key_data) if key.get("type") == "pub"]
 
 
 def pinned_signer(key_data: bytes, issuer: str, pinned: Sequence[str], origin: str) -> tuple[str, bytes]:
@@ -116,12 +102,14 @@ def pinned_signer(key_data: bytes, issuer: str, pinned: Sequence[str], origin: s
     if signer is None:
         raise VerificationError(f"{origin}: holds key {found}, but not the key {issuer} that made the signature",
                                 hint="add a base_image.signing_key source that holds the new key")
-    with _scratch_gpg() as gpg:
-        gpg.import_keys(key_data)
-        exported = gpg.export_keys(signer.fingerprint, armor=True)
-    if not exported:
-        raise VerificationError(f"{origin}: gpg could not read the pinned key {signer.fingerprint} from it")
-    return signer.fingerprint, str(exported).encode()
+    with temporary_keyring(prefix="clusterbake-verify-") as home:
+        import_keys(home, key_data)
+        try:
+            exported = export_public_key(home, signer.fingerprint)
+        except CommandFailed as exc:
+            raise VerificationError(f"{origin}: gpg could not read the pinned key {signer.fingerprint} "
+                                    "from it") from exc
+    return signer.fingerprint, exported.encode()
 
 
 @contextlib.contextmanager
@@ -131,47 +119,18 @@ def pinned_keyring(key_data: bytes, fingerprint: str, origin: str) -> Iterator[P
     `origin` names the key file in messages. The check happens before the import: key data
     that holds any other key is refused outright (`pinned_signer` exports the one key needed).
     """
-    with _scratch_gpg() as gpg:
-        found = _primary_fingerprints(gpg, key_data)
-        if not found:
-            raise VerificationError(f"{origin}: holds no OpenPGP public key",
-                                    hint="base_image.signing_key must name the armoured public key of the signer")
-        if found != [fingerprint]:
-            raise VerificationError(
-                f"{origin}: holds key {', '.join(found)}, not the pinned key {fingerprint}; refusing to trust it",
-                hint="base_image.fingerprint is the trust anchor: point signing_key at that key, or pin the "
-                     "right fingerprint only after checking it independently")
-        imported = gpg.import_keys(key_data)
-        if [f.upper() for f in imported.fingerprints if f] != [fingerprint]:
+    found = [key.fingerprint for key in public_keys(key_data)]
+    if not found:
+        raise VerificationError(f"{origin}: holds no OpenPGP public key",
+                                hint="base_image.signing_key must name the armoured public key of the signer")
+    if found != [fingerprint]:
+        raise VerificationError(
+            f"{origin}: holds key {', '.join(found)}, not the pinned key {fingerprint}; refusing to trust it",
+            hint="base_image.fingerprint is the trust anchor: point signing_key at that key, or pin the "
+                 "right fingerprint only after checking it independently")
+    with temporary_keyring(prefix="clusterbake-verify-") as home:
+        imported, stderr = import_keys(home, key_data)
+        if imported != [fingerprint]:
             raise VerificationError(f"{origin}: gpg could not import the pinned key {fingerprint}: "
-                                    f"{_stderr_tail(imported.stderr)}")
-        yield PinnedKeyring(gpg, fingerprint)
-
-
-def _primary_fingerprints(gpg: gnupg.GPG, key_data: bytes) -> list[str]:
-    return [str(key["fingerprint"]).upper() for key in _scan(gpg, key_data) if key.get("type") == "pub"]
-
-
-def _scan(gpg: gnupg.GPG, key_data: bytes) -> list[dict[str, Any]]:
-    # A dry-run import lists what the file holds without adding anything to any keyring.
-    with tempfile.NamedTemporaryFile(dir=gpg.gnupghome, suffix=".key") as tmp:
-        tmp.write(key_data)
-        tmp.flush()
-        return list(gpg.scan_keys(tmp.name))
-
-
-@contextlib.contextmanager
-def _scratch_gpg() -> Iterator[gnupg.GPG]:
-    """gpg on a fresh, empty home, removed (agent stopped) afterwards."""
-    require_tool("gpg")
-    home = Path(tempfile.mkdtemp(prefix="clusterbake-verify-"))
-    try:
-        yield gnupg.GPG(gnupghome=str(home))
-    finally:
-        run(["gpgconf", "--homedir", home, "--kill", "all"], label="gpgconf", check=False)
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def _stderr_tail(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("[GNUPG:]")]
-    return " | ".join(lines[-3:]) or "no message"
+                                    f"{stderr_tail(stderr, 3)}")
+        yield PinnedKeyring(home, fingerprint)

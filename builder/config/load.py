@@ -20,6 +20,7 @@ from builder.config.grammar import (
     shown,
 )
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
+from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
 from builder.config.secretsdir import secrets_dir_problem
 from builder.config.sshkeys import ssh_key_problem
@@ -161,6 +162,11 @@ def _node(r: Reader) -> Node:
     name = r.text("name", check=grammar.hostname_problem)
     role = r.text("role", pattern=LABEL_RE.fullmatch, expected="a role name of [a-z0-9-]")
     ip = r.parse("ip", IPv4Address, "an IPv4 address")
+    platform = r.text("platform", RASPBERRY_PI, check=platform_problem)
+    if platform != RASPBERRY_PI:
+        container = container_node(r, name=name, role=role, ip=ip, platform=platform)
+        r.done()
+        return container
     model = r.text("model", "pi5-8gb")
     if model not in BOARD_MODELS:
         r.fail(f"{shown(model)} is not a known board model", key="model",

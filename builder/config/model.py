@@ -62,10 +62,11 @@ class Node:
     memory_mb: int = 7800
     serial: str | None = None
     mac: str | None = None
+    platform: str = "raspberry-pi"    # or "proxmox-lxc" (builder/config/platforms.py): no board, no model
 
     @property
     def board(self) -> str:
-        """`pi4` or `pi5`: the board family, from the model name."""
+        """`pi4` or `pi5`: the board family, from the model name ("" for a container)."""
         return self.model.split("-", 1)[0]
 
 

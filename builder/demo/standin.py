@@ -31,8 +31,8 @@ from pathlib import Path
 from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import output, run
 from builder.errors import CommandFailed, EnvironmentProblem
+from builder.host.procfs import kill_processes_in
 from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, ensure_emulation
-from builder.image.leftovers import kill_processes_in
 from builder.image.mounts import mounted
 from builder.progress import step
 
@@ -98,7 +98,7 @@ MIB = 1 << 20
 
 
 @dataclass(frozen=True)
-class Layout:
+class StandinLayout:
     """Where the partitions go; the defaults are those of Raspberry Pi OS since 2025-03."""
 
     boot_start: int = 16384  # sectors
@@ -114,7 +114,7 @@ class Layout:
         return self.boot_start + self.boot_mib * MIB // SECTOR
 
 
-LAYOUT = Layout()
+LAYOUT = StandinLayout()
 # Raspberry Pi OS Lite's default config.txt (model sections, ending in [all]).
 CONFIG_TXT = Path(__file__).with_name("raspios-config.txt")
 

@@ -22,10 +22,12 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem, InputError
+from builder.host.procfs import kill_processes_in
+from builder.host.record import scratch_dir
+from builder.host.signals import signals_held
 from builder.image import rootfs
 from builder.image.boot import BootPartition, boot_copy
 from builder.image.checkpoints import checkpoint
-from builder.image.leftovers import kill_processes_in, scratch_dir, signals_held
 from builder.image.mounts import mounted
 from builder.progress import step
 
@@ -157,7 +159,7 @@ def _os_release(root: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def enter_chroot(root: Path, boot: BootPartition, *, boot_mountpoint: str = "/boot/firmware",
+def enter_chroot(root: Path, boot: BootPartition | None, *, boot_mountpoint: str = "/boot/firmware",
                  apt_cache: Path | None = None, apt_lists: Path | None = None) -> Iterator[Chroot]:
     """Prepare `root` for running commands; tear everything down in reverse order afterwards."""
     with contextlib.ExitStack() as stack:
@@ -185,8 +187,9 @@ def enter_chroot(root: Path, boot: BootPartition, *, boot_mountpoint: str = "/bo
             if apt_lists is not None:
                 # The image's own lists directory is hidden, not written: the lists stay on the host.
                 stack.enter_context(mounted(apt_lists, _dir_in(root, "/var/lib/apt/lists"), bind=True))
-            copy = stack.enter_context(boot_copy(boot, stack.enter_context(scratch_dir("boot"))))
-            stack.enter_context(mounted(copy, _dir_in(root, boot_mountpoint), bind=True))
+            if boot is not None:  # a container's root has no boot partition
+                copy = stack.enter_context(boot_copy(boot, stack.enter_context(scratch_dir("boot"))))
+                stack.enter_context(mounted(copy, _dir_in(root, boot_mountpoint), bind=True))
             host_resolv = Path("/etc/resolv.conf")
             stack.enter_context(swapped_file(root, "/etc/resolv.conf",
                                              host_resolv.read_bytes() if host_resolv.exists() else b"", 0o644))

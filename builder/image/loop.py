@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from builder.command import output, run
-from builder.image.leftovers import forget, loop_backing_file, remember, signals_held
+from builder.host.procfs import loop_backing_file
+from builder.host.record import forget, remember
+from builder.host.signals import signals_held
 
 log = logging.getLogger("clusterbake.image")
 

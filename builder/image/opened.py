@@ -9,13 +9,14 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import VerificationError
+from builder.host.record import scratch_dir
+from builder.host.recovery import clean_leftovers
 from builder.image import rootfs
 from builder.image.boot import BootPartition
 from builder.image.checkpoints import checkpoint
 from builder.image.chroot import Chroot, enter_chroot
 from builder.image.integrity import check_ext4, check_fat, id_problems
 from builder.image.layout import Layout, read_layout
-from builder.image.leftovers import clean_leftovers, scratch_dir
 from builder.image.loop import attached
 from builder.image.mounts import mounted
 from builder.progress import step

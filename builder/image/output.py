@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from builder.image.leftovers import forget, remember, signals_held
+from builder.cache import install
+from builder.host.record import forget, remember
+from builder.host.signals import signals_held
 
 
 def partial_path(final: Path) -> Path:
@@ -23,9 +25,6 @@ def atomic_output(final: Path) -> Iterator[Path]:
     tmp = partial_path(final)
     with signals_held():
         remember("file", str(tmp))
-    # Imported here: builder.cache uses the engine's leftovers module, which imports this package.
-    from builder.cache import install
-
     try:
         yield tmp
         with signals_held():

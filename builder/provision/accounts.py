@@ -6,17 +6,18 @@ from collections.abc import Sequence
 
 from builder.config.model import Cluster
 from builder.errors import InputError
-from builder.image import Chroot, OpenImage
+from builder.image import Chroot
+from builder.image.tree import ImageRoot
 from builder.render import ImageFile
 from builder.render.sudoers import SUDOERS_DIR
 
 
-def _entries(img: OpenImage, path: str) -> dict[str, list[str]]:
+def _entries(img: ImageRoot, path: str) -> dict[str, list[str]]:
     text = img.read_file(path).decode()
     return {line.split(":", 1)[0]: line.split(":") for line in text.splitlines() if line and not line.startswith("#")}
 
 
-def create_users(img: OpenImage, chroot: Chroot, cluster: Cluster, *, passwords: bool = True) -> None:
+def create_users(img: ImageRoot, chroot: Chroot, cluster: Cluster, *, passwords: bool = True) -> None:
     """Create the cluster's users and groups with their fixed ids; refuse an id the image already uses.
 
     Everything is checked before anything is changed; groups come before users (a user may be
@@ -63,7 +64,7 @@ def _check_free(where: str, kind: str, number: int, table: dict[str, list[str]])
                              hint=f"choose another {kind} (>= 2000 avoids Debian's system and first-user ranges)")
 
 
-def check_sudoers(img: OpenImage, chroot: Chroot, files: Sequence[ImageFile]) -> None:
+def check_sudoers(img: ImageRoot, chroot: Chroot, files: Sequence[ImageFile]) -> None:
     """Every sudoers rule written must pass the image's own `visudo -cf`.
 
     sudo refuses to run at all when a file under /etc/sudoers.d does not parse, which would lock

@@ -6,10 +6,11 @@ import fnmatch
 from collections.abc import Sequence
 
 from builder.image import OpenImage
+from builder.image.tree import ImageRoot
 from builder.render import ImageFile, RenderPlan, apply_cmdline, apply_config_txt
 
 
-def write_files(img: OpenImage, files: Sequence[ImageFile]) -> None:
+def write_files(img: ImageRoot, files: Sequence[ImageFile]) -> None:
     """Directories and files in path order, so a directory's mode is set before its contents land."""
     for f in files:
         if f.directory:
@@ -18,7 +19,7 @@ def write_files(img: OpenImage, files: Sequence[ImageFile]) -> None:
             img.write_file(f.path, f.data, mode=f.mode, owner=f.owner, group=f.group)
 
 
-def remove_paths(img: OpenImage, patterns: Sequence[str]) -> None:
+def remove_paths(img: ImageRoot, patterns: Sequence[str]) -> None:
     """Delete files matching absolute globs (only the last component may hold wildcards)."""
     for pattern in patterns:
         parent, _, name = pattern.rpartition("/")

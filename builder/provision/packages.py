@@ -23,8 +23,8 @@ from pathlib import Path
 
 from builder.cache import install, locked, make_dirs, recipe_key, staging_dir
 from builder.errors import InputError
-from builder.image import OpenImage
 from builder.image.chroot import image_arch
+from builder.image.tree import ImageRoot
 from builder.progress import step
 
 log = logging.getLogger("clusterbake")
@@ -42,7 +42,7 @@ INSTALL_OPTIONS = ("--no-install-recommends", "-o", "Dpkg::Options::=--force-con
 KEEP_DAYS = 2  # lists this many days old or newer stay (a build started yesterday may still use them)
 
 
-def install_packages(img: OpenImage, packages: Sequence[str], *, cache: Path, scratch: Path) -> None:
+def install_packages(img: ImageRoot, packages: Sequence[str], *, cache: Path, scratch: Path) -> None:
     """`apt-get install` `packages` without recommends, from today's cached lists.
 
     apt locks its archive directory for a whole run (and gives up at once on a lock another
@@ -92,7 +92,7 @@ def today() -> str:
     return datetime.datetime.now(datetime.UTC).date().isoformat()
 
 
-def lists_key(img: OpenImage, day: str) -> str:
+def lists_key(img: ImageRoot, day: str) -> str:
     """The name of the lists this image's apt wants on `day` (see `lists_name`)."""
     return lists_name(image_arch(img.root), image_sources(img), day)
 
@@ -102,7 +102,7 @@ def lists_name(arch: str, sources: Mapping[str, str], day: str) -> str:
     return f"{day}-{recipe_key({'arch': arch, 'sources': dict(sources)})}"
 
 
-def image_sources(img: OpenImage) -> dict[str, str]:
+def image_sources(img: ImageRoot) -> dict[str, str]:
     """What decides which lists apt fetches: each sources file's text, and dpkg's foreign architectures."""
     sources = {path: _text(img, path) for path in (SOURCES_FILE, FOREIGN_ARCHES)}
     folder = img.resolve(SOURCES_DIR)
@@ -113,14 +113,14 @@ def image_sources(img: OpenImage) -> dict[str, str]:
     return sources
 
 
-def _text(img: OpenImage, path: str) -> str:
+def _text(img: ImageRoot, path: str) -> str:
     try:
         return img.read_file(path).decode(errors="replace")
     except InputError:  # absent (or not a regular file): no sources from it
         return ""
 
 
-def fresh_lists(img: OpenImage, cache: Path, *, day: str | None = None) -> Path:
+def fresh_lists(img: ImageRoot, cache: Path, *, day: str | None = None) -> Path:
     """The host directory holding today's lists for this image's sources; fetched if absent."""
     folder = cache / "apt-lists"
     key = lists_key(img, day or today())

@@ -8,19 +8,20 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 
 from builder.errors import InputError
-from builder.image import Chroot, OpenImage
+from builder.image import Chroot
+from builder.image.tree import ImageRoot
 
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 
 
-def unit_exists(img: OpenImage, unit: str) -> bool:
+def unit_exists(img: ImageRoot, unit: str) -> bool:
     name = unit if "." in unit else f"{unit}.service"
     # An instance (getty@tty1.service) exists when its template (getty@.service) does.
     template = re.sub(r"@[^.]+\.", "@.", name)
     return any(img.resolve(f"{d}/{n}").exists() for d in UNIT_DIRS for n in {name, template})
 
 
-def set_services(img: OpenImage, chroot: Chroot, *, enable: Sequence[str], disable: Sequence[str],
+def set_services(img: ImageRoot, chroot: Chroot, *, enable: Sequence[str], disable: Sequence[str],
                  mask: Sequence[str] = (), source: str) -> None:
     """Enable what the role needs, disable what it must not run, mask what must never start.
 
@@ -44,7 +45,7 @@ def set_services(img: OpenImage, chroot: Chroot, *, enable: Sequence[str], disab
         chroot.run(["systemctl", "mask", *mask])
 
 
-def remove_leftover_links(img: OpenImage, unit: str) -> list[str]:
+def remove_leftover_links(img: ImageRoot, unit: str) -> list[str]:
     """Remove the enablement links of a unit whose package is gone; return their paths.
 
     A package that apt removed (chrony replaces systemd-timesyncd) keeps its conffiles and

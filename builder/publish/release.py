@@ -21,23 +21,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.acquire import fetch_base
-from builder.build import BuildRequest, build_image, plan_build
+from builder.build import BuildRequest, build_from_plan, plan_build
 from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
-from builder.image import open_image
-from builder.image.leftovers import signals_held
+from builder.host.procfs import pid_alive
+from builder.host.signals import signals_held
+from builder.image import OpenImage
 from builder.progress import step
 from builder.publish.bmap import create_bmap
 from builder.publish.compress import compress_xz, compress_zstd
 from builder.publish.imager import ImagerEntry, device_tags, download_url, write_os_list
 from builder.publish.manifest import image_manifest, image_packages, write_manifest
 from builder.publish.reproducible import make_reproducible, source_date_epoch
-from builder.publish.secrets import find_secrets
+from builder.publish.secret_scan import find_secrets
 from builder.publish.signing import Signer, release_signer, sign_detached_armoured
 from builder.publish.sums import SUMS, write_sums
+from builder.render import RenderPlan
+from builder.render.platform import image_targets
 
 log = logging.getLogger("clusterbake")
 
@@ -69,16 +71,15 @@ def make_release(req: ReleaseRequest) -> Path:
     for tool in ("xz", "bmaptool", *(("zstd",) if req.zstd else ())):
         require_tool(tool)
     builds = [BuildRequest(cluster=req.cluster, role=role, secrets=False, cache=req.cache, offline=req.offline)
-              for role in req.cluster.roles]
-    for build in builds:   # every role is checked before the first one is built
-        plan_build(build)
+              for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
+    plans = [plan_build(build) for build in builds]   # every role is checked before the first one is built
     epoch = source_date_epoch()
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
     dist = req.dist.resolve()
     base_url = req.base_url or dist.as_uri()
     with step(f"Release {req.cluster.name} {date} → {dist}"), staged_release(dist) as work:
         produced = [publish_role(build, work, epoch=epoch, date=date, fast=req.fast, zstd=req.zstd,
-                                 base_url=base_url) for build in builds]
+                                 base_url=base_url, plan=plan) for build, plan in zip(builds, plans, strict=True)]
         write_os_list(work / OS_LIST, [p.entry for p in produced])
         names = [name for p in produced for name in p.files] + [OS_LIST]
         with step("SHA256SUMS and its signature"):
@@ -94,28 +95,31 @@ def sign_sums(signer: Signer, sums: Path) -> Path:
 
 
 def publish_role(build: BuildRequest, work: Path, *, epoch: int, date: str, fast: bool, zstd: bool,
-                 base_url: str) -> RoleArtefacts:
-    """One role: build without secrets, make it reproducible and check it, then the files for dist/."""
+                 base_url: str, plan: RenderPlan | None = None) -> RoleArtefacts:
+    """One role: the build without secrets, with the release's steps inside the same open image
+    (reproducible, free of secrets, described by its manifest), then the files for dist/."""
     cluster, role = build.cluster, str(build.role)
-    plan = plan_build(build)
+    plan = plan or plan_build(build)
     stem = f"{cluster.name}-{role}-{date}"
+    manifest: dict[str, object] = {}
+
+    def release_steps(img: OpenImage, base: Path) -> None:
+        with step(f"Release checks of {stem}.img"):
+            packages = image_packages(img)
+            make_reproducible(img, epoch)
+            problems = find_secrets(img)
+            if problems:
+                raise VerificationError(f"{stem}.img: refusing to publish an image holding secrets: "
+                                        + "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""),
+                                        hint="release images are built --no-secrets; remove what put these there")
+            manifest.update(image_manifest(img, plan, cluster, base=base, image_name=f"{stem}.img.xz",
+                                           release_date=date, source_date_epoch=epoch, packages=packages))
+            discard_free_blocks(img.root)
+
     raw_dir = work / ".raw"
-    built = build_image(BuildRequest(cluster=cluster, role=role, secrets=False, out_dir=raw_dir,
-                                     cache=build.cache, offline=build.offline))
-    image = built.rename(raw_dir / f"{stem}.img")
-    base = fetch_base(cluster.base_image, cluster_dir=cluster.source.parent, cache=build.cache, offline=True)
-    with step(f"Release checks of {image.name}"), open_image(image) as img:
-        packages = image_packages(img)
-        make_reproducible(img, epoch)
-        problems = find_secrets(img)
-        if problems:
-            raise VerificationError(f"{image.name}: refusing to publish an image holding secrets: "
-                                    + "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""),
-                                    hint="release images are built --no-secrets; remove what put these there")
-        manifest = image_manifest(img, plan, cluster, base=base, image_name=f"{stem}.img.xz", release_date=date,
-                                  source_date_epoch=epoch, packages=packages)
-        discard_free_blocks(img.root)
-        img.check()
+    built = build_from_plan(BuildRequest(cluster=cluster, role=role, secrets=False, out_dir=raw_dir,
+                                         cache=build.cache, offline=build.offline), plan, release_steps)
+    image = built.path.rename(raw_dir / f"{stem}.img")
     extract_size, extract_sha256 = image.stat().st_size, sha256_file(image)
     manifest["image_size"], manifest["image_sha256"] = extract_size, extract_sha256
     files = [create_bmap(image, work / f"{stem}.img.bmap").name,
@@ -150,7 +154,7 @@ def staged_release(dist: Path) -> Iterator[Path]:
     dist.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*dist.parent.glob(f".{dist.name}.partial-*"), *dist.parent.glob(f".{dist.name}.old-*")]:
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     work = dist.parent / f".{dist.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)

@@ -15,11 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import gnupg  # type: ignore[import-untyped]
-
-from builder.command import require_tool, run
-from builder.demo.signing import stop_agent
+from builder.command import require_tool
 from builder.errors import CommandFailed, InputError, VerificationError
+from builder.openpgp import (
+    import_keys,
+    secret_fingerprints,
+    sign_detached,
+    stderr_tail,
+    temporary_keyring,
+    verify_detached,
+)
 
 FINGERPRINT = re.compile(r"[0-9A-F]{40}")
 
@@ -55,11 +60,7 @@ def release_signer(fingerprint_text: str) -> Signer:
     if not home.is_dir():
         raise InputError(f"no GnuPG keyring at {home} to find the release key {fingerprint} in",
                          hint="set GNUPGHOME to the keyring holding the release signing key")
-    gpg = gnupg.GPG(gnupghome=str(home))
-    secret = {str(k["fingerprint"]).upper() for k in gpg.list_keys(secret=True)}
-    for key in gpg.list_keys(secret=True):
-        secret.update(str(s).upper() for s in key.get("subkey_info", {}))
-    if fingerprint not in secret:
+    if fingerprint not in secret_fingerprints(home):
         raise InputError(f"the release key {fingerprint} has no secret key in {home}",
                          hint="import it (gpg --import) or point GNUPGHOME at the keyring that holds it")
     with tempfile.TemporaryDirectory(prefix="clusterbake-sign-check-") as scratch:
@@ -75,18 +76,8 @@ def release_signer(fingerprint_text: str) -> Signer:
 
 
 def sign_detached_armoured(signer: Signer, file: Path, signature: Path) -> None:
-    """Write an armoured detached signature over `file` by the signer's key."""
-    gpg = gnupg.GPG(gnupghome=str(signer.gnupghome))
-    partial = signature.with_name(signature.name + ".partial")
-    with file.open("rb") as data:
-        result = gpg.sign_file(data, keyid=signer.fingerprint, detach=True, binary=False, output=str(partial),
-                               extra_args=["--batch", "--pinentry-mode", "error"])
-    if result.status != "signature created" or not partial.is_file():
-        partial.unlink(missing_ok=True)
-        lines = [ln for ln in str(result.stderr).splitlines() if ln.strip() and not ln.startswith("[GNUPG:]")]
-        raise CommandFailed(f"gpg could not sign {file.name} with {signer.fingerprint}: "
-                            + (" | ".join(lines[-3:]) or str(result.status)))
-    partial.replace(signature)
+    """Write an armoured detached signature over `file` by the signer's key (the user's keyring and agent)."""
+    sign_detached(signer.gnupghome, signer.fingerprint, file, signature, armor=True, users_agent=True)
 
 
 @contextlib.contextmanager
@@ -97,33 +88,25 @@ def public_keyring(key_file: Path | None) -> Iterator[Path]:
         return
     if not key_file.is_file():
         raise InputError(f"{key_file}: no such key file", hint="give the release's public key (.asc)")
-    home = Path(tempfile.mkdtemp(prefix="clusterbake-verify-"))
-    try:
-        os.chmod(home, 0o700)
-        run(["gpg", "--batch", "--homedir", home, "--import", key_file], label="gpg --import")
+    with temporary_keyring(prefix="clusterbake-verify-") as home:
+        imported, stderr = import_keys(home, key_file.read_bytes())
+        if not imported:
+            raise CommandFailed(f"gpg --import {key_file}: {stderr_tail(stderr, 3)}")
         yield home
-    finally:
-        stop_agent(home)
-        run(["rm", "-rf", "--one-file-system", home], label="rm")
 
 
 def verify_signature(signature: Path, data: Path, home: Path, expected: str | None = None) -> str:
-    """`gpg --verify signature data` in keyring `home`; return the signing key's primary fingerprint."""
-    proc = run(["gpg", "--batch", "--homedir", home, "--status-fd", "1", "--verify", signature, data],
-               label="gpg --verify", capture=True, check=False)
-    status = proc.stdout.decode(errors="replace").splitlines()
-    valid = [line.split() for line in status if line.startswith("[GNUPG:] VALIDSIG ")]
-    if proc.returncode != 0 or not valid:
-        detail = " | ".join(ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip())[-300:]
-        if any(line.startswith("[GNUPG:] NO_PUBKEY") for line in status):
+    """Check the detached `signature` over `data` in keyring `home`; return the signing key's primary fingerprint."""
+    result = verify_detached(home, signature.read_bytes(), data)
+    if not result.valid:
+        detail = result.detail[-300:]
+        if result.status == "no public key":
             raise VerificationError(f"{signature}: made by a key that is not in {home}: {detail}",
                                     hint="import the release's public key (gpg --import) or pass --key-file")
         raise VerificationError(f"{signature}: BAD or unusable signature over {data.name}: {detail}",
                                 hint="the sums were changed or the download is corrupt: do not use these files")
-    fields = valid[0]
-    signed_by = {fields[2].upper(), fields[-1].upper()}   # signing (sub)key and its primary key
-    primary = fields[-1].upper()
+    signed_by = {result.signing_key, result.signer}   # signing (sub)key and its primary key
     if expected is not None and normalise_fingerprint(expected, what="--key") not in signed_by:
-        raise VerificationError(f"{signature}: signed by {primary}, not by the expected key {expected}",
+        raise VerificationError(f"{signature}: signed by {result.signer}, not by the expected key {expected}",
                                 hint="someone else signed these sums: do not use them")
-    return primary
+    return result.signer

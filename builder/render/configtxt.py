@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from builder.errors import InputError
-from builder.render.lint import claims_of_line
+from builder.render.gpio import claims_of_line
 
 SERIAL_CONSOLES = ("serial0", "ttyAMA0", "ttyAMA10", "ttyS0")
 

@@ -27,9 +27,9 @@ from builder.config.grammar import control_problem, shown
 from builder.config.load import read_yaml
 from builder.config.reader import Reader
 from builder.errors import InputError
+from builder.render.error_labels import labelled
 from builder.render.files import ImageFile
 from builder.render.sandbox import sandbox
-from builder.render.where import labelled
 
 MANIFEST = "manifest.yaml"
 TEMPLATE_SUFFIX = ".j2"

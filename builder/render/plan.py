@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ from builder.config.model import Cluster, Node
 from builder.errors import InputError
 from builder.render.context import NFS_SERVER_UNIT, build_context
 from builder.render.files import ImageFile
-from builder.render.lint import warn_pi5_power_button
+from builder.render.gpio import warn_pi5_power_button
 from builder.render.overlays import Templates, render_overlay
+from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
 from builder.render.secrets import munge_key
 from builder.render.sudoers import sudoers_files
@@ -76,7 +77,9 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
     profiles[role] = profile
     _check_cluster_roles(cluster, profiles)
     _check_fileserver_role(cluster, profiles)
-    members = (target,) if target is not None else cluster.nodes_with_role(role)
+    check_platform_roles(cluster, profiles)
+    platform = platform_of(target)
+    members = (target,) if target is not None else _role_image_members(cluster, role)
     if not members:
         log.warning("no node of %s has role %s: the image will boot on DHCP with a serial-derived name",
                     cluster.source.name, role)
@@ -105,6 +108,8 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         disable = _add(disable, (USER_WIZARD,))
         mask = (USER_WIZARD,)
         remove = _add(remove, (RENAME_BANNER,))
+    overlays, packages = platform.overlays(overlays), platform.packages(packages)
+    enable, disable, mask = platform.units(enable), platform.units(disable), platform.units(mask)
 
     rendered: dict[str, ImageFile] = {}
     for name in overlays:
@@ -113,6 +118,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
                 # A later overlay replaces an earlier one's file: how `time-server` overrides `time-client`.
                 log.debug("%s replaces %s", file.source, rendered[file.path].source)
             rendered[file.path] = file
+    rendered = {path: file for path, file in rendered.items() if platform.keeps(file)}
     rendered[PRESET_FILE] = _presets(enable, (*disable, *mask), profile.file)
     rendered.update((f.path, f) for f in sudoers_files(cluster, secrets=secrets))
     if "munge" in packages:
@@ -126,7 +132,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
                  if f.path.startswith(BOOT_PREFIX) and not f.directory)
     files = tuple(sorted((f for f in rendered.values() if not f.path.startswith(BOOT_PREFIX)),
                          key=lambda f: f.path))
-    return RenderPlan(
+    plan = RenderPlan(
         role=role,
         node=target,
         packages=packages,
@@ -143,6 +149,18 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         grow_mib=profile.grow_mib,
         profile=profile,
     )
+    return plan if platform.boot_partition else replace(plan, **NO_BOOT_EDITS)
+
+
+def _role_image_members(cluster: Cluster, role: str) -> tuple[Node, ...]:
+    """The boards a role image is for; a role whose nodes are all containers has no SD card image."""
+    nodes = cluster.nodes_with_role(role)
+    boards = on_boards(nodes)
+    if nodes and not boards:
+        raise InputError(f"{cluster.source.name}: nodes: every node of role {role!r} is a container "
+                         f"({', '.join(n.name for n in nodes)}), which a role image (an SD card) cannot serve",
+                         hint=f"build the container's template by node: make image NODE={nodes[0].name}")
+    return boards
 
 
 def _node(cluster: Cluster, name: str) -> Node:

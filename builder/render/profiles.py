@@ -23,9 +23,9 @@ from builder.config.grammar import control_problem, shown
 from builder.config.load import read_yaml
 from builder.config.reader import Reader
 from builder.errors import InputError
-from builder.render.lint import GpioClaim, check_gpio, claims_of_line
+from builder.render.error_labels import labelled
+from builder.render.gpio import GpioClaim, check_gpio, claims_of_line
 from builder.render.sandbox import sandbox
-from builder.render.where import labelled
 
 COMMON = "common"
 BOARDS = ("pi4", "pi5")    # config.txt's model filters for the boards of BOARD_MODELS

@@ -19,7 +19,7 @@ from acquire_helpers import IMAGE, Publication, Served, sha256_of
 
 from builder.acquire import download
 from builder.demo.server import serve_directory
-from builder.demo.signing import create_signing_key, export_public_key, sign_detached, temporary_gnupghome
+from builder.openpgp import create_signing_key, export_public_key, sign_detached, temporary_keyring
 
 
 def _fake_image() -> bytes:
@@ -48,7 +48,7 @@ def publication(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Publicatio
     # A publisher's mistake: a cut-off archive, hashed and signed as if it were fine.
     (root / "truncated.img.xz").write_bytes(xz[: len(xz) * 2 // 3])
 
-    with temporary_gnupghome() as homes:
+    with temporary_keyring() as homes:
         fingerprint = create_signing_key(homes / "good", "Clusterbake Test Signing Key")
         other = create_signing_key(homes / "other", "Somebody Else")
         export_public_key(homes / "good", fingerprint, root / "signing-key.asc")

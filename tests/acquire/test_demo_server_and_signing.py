@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from builder.demo.server import StaticServer, serve_directory
-from builder.demo.signing import create_signing_key, export_public_key, sign_detached, temporary_gnupghome
+from builder.openpgp import create_signing_key, export_public_key, sign_detached, temporary_keyring
 
 BODY = bytes(range(256)) * 40
 
@@ -101,7 +101,7 @@ def gpg_agents(home: Path) -> list[str]:
 def test_signing_key_signatures_verify_with_gpg_and_leave_no_agent(tmp_path: Path) -> None:
     data = tmp_path / "data.img.xz"
     data.write_bytes(BODY)
-    with temporary_gnupghome() as home:
+    with temporary_keyring() as home:
         fingerprint = create_signing_key(home / "key", "Demo Signer")
         assert stat.S_IMODE((home / "key").stat().st_mode) == 0o700
         export_public_key(home / "key", fingerprint, tmp_path / "key.asc")
@@ -114,7 +114,7 @@ def test_signing_key_signatures_verify_with_gpg_and_leave_no_agent(tmp_path: Pat
     assert not (tmp_path / "data.sig").read_bytes().startswith(b"-----")
 
     # Verified by plain gpg in a keyring that holds only the exported public key.
-    with temporary_gnupghome() as verifier:
+    with temporary_keyring() as verifier:
         gpg = ["gpg", "--homedir", str(verifier), "--batch", "--status-fd", "1"]
         subprocess.run([*gpg, "--import", str(tmp_path / "key.asc")], check=True, capture_output=True)
         for sig in ("data.sig", "data.asc"):

@@ -20,7 +20,8 @@ from tests.cluster.checks import Inventory, wait_for
 
 SSH_UNREACHABLE = 255
 CONSOLE_TROUBLE = re.compile(r"\[FAILED\].*|.*[Tt]imed out waiting for device.*|.*emergency mode.*|"
-                             r".*Dependency failed for.*|initramfs: .*powering off.*")
+                             r".*Dependency failed for.*|.*Ordering cycle found, skipping.*|"
+                             r"initramfs: .*powering off.*")
 LOGIN_PROMPT = re.compile(r"^\S+ login: ", re.MULTILINE)
 # systemd (PID 1) breaking an ordering cycle: the job it names is dropped from the boot.
 ORDERING_CYCLE = re.compile(r"Job (\S+) deleted to break ordering cycle|Found ordering cycle on (\S+)")
@@ -73,11 +74,9 @@ def check_system(machine: Machine, state: str, services: Sequence[str] = ()) -> 
     failed = machine.ssh(["systemctl", "--failed", "--plain", "--no-legend", "--no-pager"]).stdout
     for unit in (line.split()[0] for line in failed.splitlines() if line.split()):
         problems.append(f"{machine.name}: {unit} failed: {unit_journal(machine, unit)}")
-    pid1 = machine.ssh(["journalctl", "-b", "_PID=1", "-p", "warning", "-o", "cat", "--no-pager"]).stdout
-    for line in pid1.splitlines():
-        match = ORDERING_CYCLE.search(line)
-        if match and "deleted" in match.group(0):
-            problems.append(f"{machine.name}: {match.group(1).split('/')[0]} was dropped from the boot: {line.strip()}")
+    # systemd logs these before journald runs (they reach the journal through the kernel's log).
+    warnings = machine.ssh(["journalctl", "-b", "-p", "warning", "-o", "cat", "--no-pager"]).stdout
+    problems += dropped_jobs(machine, warnings.splitlines())
     for service in services:
         active = machine.ssh(["systemctl", "is-active", service]).stdout.strip()
         if active != "active" and not any(p.startswith(f"{machine.name}: {service} ") for p in problems):
@@ -90,19 +89,37 @@ def check_system(machine: Machine, state: str, services: Sequence[str] = ()) -> 
     return problems
 
 
+def dropped_jobs(machine: Machine, lines: Sequence[str]) -> list[str]:
+    """Jobs systemd dropped to break an ordering cycle, each named with the line saying so."""
+    found = []
+    for line in lines:
+        match = ORDERING_CYCLE.search(line)
+        if match and match.group(1):
+            found.append(f"{machine.name}: {match.group(1).split('/')[0]} was dropped from the boot: {line.strip()}")
+    return found
+
+
 def unit_journal(machine: Machine, unit: str, lines: int = 4) -> str:
     journal = machine.ssh(["journalctl", "-b", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"]).stdout
     return " | ".join(journal.strip().splitlines()[-lines:]) or "nothing in its journal"
 
 
+def power_off(machines: Sequence[Machine], timeout: float = 180) -> None:
+    """The power key to every running machine at once; QEMU is stopped where the guest won't halt."""
+    pressed = [m for m in machines if m.alive()]
+    for machine in pressed:
+        with contextlib.suppress(OSError):
+            machine.monitor("system_powerdown")
+    deadline = time.monotonic() + timeout
+    for machine in pressed:
+        if machine.wait_exit(max(1.0, deadline - time.monotonic())) is None:
+            machine.kill()
+
+
 def journal_problems(machine: Machine, folder: Path, limit: int = 8) -> list[str]:
     """For a node SSH cannot reach: power it off (the power key, else QEMU is stopped), copy its
     journal off its disk and name the units that logged warnings or errors in that boot."""
-    if machine.alive():
-        with contextlib.suppress(OSError):
-            machine.monitor("system_powerdown")
-        if machine.wait_exit(180) is None:
-            machine.kill()
+    power_off([machine])
     try:
         journal = disks.copy_out(machine.spec.disk, "/var/log/journal", folder / f"{machine.name}-journal")
     except AssertionError as e:
@@ -110,6 +127,7 @@ def journal_problems(machine: Machine, folder: Path, limit: int = 8) -> list[str
     out = subprocess.run(["journalctl", "-D", str(journal), "-b", "-p", "warning", "-o", "json", "--no-pager"],
                          capture_output=True, text=True, check=False).stdout
     seen: list[str] = []
+    messages = []
     for line in out.splitlines():
         try:
             entry = json.loads(line)
@@ -117,11 +135,14 @@ def journal_problems(machine: Machine, folder: Path, limit: int = 8) -> list[str
             continue
         unit = entry.get("_SYSTEMD_UNIT") or entry.get("UNIT")
         message = entry.get("MESSAGE")
+        if isinstance(message, str):
+            messages.append(message)
         if isinstance(unit, str) and isinstance(message, str):
             said = f"{machine.name}: {unit}: {message.strip()[:300]}"
             if said not in seen:
                 seen.append(said)
-    return [p + " (its journal)" for p in seen[:limit]] or [f"{machine.name}: no warning in its journal"]
+    named = [p + " (its journal)" for p in [*dropped_jobs(machine, messages), *seen][:limit]]
+    return named or [f"{machine.name}: no warning in its journal"]
 
 
 def check_first_boot(machines: Sequence[Machine]) -> list[str]:

@@ -24,7 +24,7 @@ from tests.boot.reports import REPORTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-BOOT_TIMEOUT = 1080         # four VMs on two cores take 4.5 min, much longer when the host is busy
+BOOT_TIMEOUT = 1500         # four VMs on two cores take ~11 min, much longer when the host is busy
 POWER_OFF_TIMEOUT = 180
 
 
@@ -75,6 +75,7 @@ def test_the_images_boot_into_a_working_cluster(booted: Booted, bootlab: BootLab
                                                                for n, m in machines.items())]
     lost = [m for name, m in machines.items() if booted.states[name] in ("unreachable", "powered off")]
     if lost:
+        checks.power_off(lost)
         problems += [p for m in lost for p in checks.journal_problems(m, booted.folder)]
         REPORTS.append("\n".join(lines))
         pytest.fail(with_consoles(problems, machines), pytrace=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 MUNGE_KEY_UNIT = "/etc/systemd/system/clusterbake-munge-key.service"
 INVENTORY = "/etc/clusterbake/inventory.json"
-BOOT_TIMEOUT = 720
+# Three VMs on two cores reach their login prompts in about 6 minutes with nothing else running;
+# this bounds a boot that went wrong (a node up but unreachable is given up on sooner).
+BOOT_TIMEOUT = 1500
 
 
 def munge_key_owned_by_root(image: Path) -> None:
@@ -103,7 +106,7 @@ def failure(case: Broken) -> str:
 
 def test_a_munge_key_owned_by_root_fails_naming_node_and_unit(broken: dict[str, Broken]) -> None:
     case = broken["munge-key-owner"]
-    assert any(p.startswith("node01: munge.service failed") for p in case.problems), failure(case)
+    assert any(re.match(r"node01: munge\.service (is )?failed", p) for p in case.problems), failure(case)
 
 
 def test_a_keyfile_readable_by_all_fails_naming_node_and_unit(broken: dict[str, Broken]) -> None:

@@ -50,7 +50,10 @@ class Lab:
     def specs(self, replace: dict[str, Path] | None = None) -> list[NodeSpec]:
         """One NodeSpec per node, booting its role's image (or the replacement given for that node)."""
         replace = replace or {}
-        return [NodeSpec(n.name, n.role, replace.get(n.name, self.images[n.role])) for n in self.cluster.nodes]
+        prefix = self.cluster.network.subnet.prefixlen
+        return [NodeSpec(n.name, n.role, replace.get(n.name) or self.images[n.role],
+                         address=f"{n.ip}/{prefix}" if n.platform != "raspberry-pi" else None)
+                for n in self.cluster.nodes]
 
     @property
     def inventory(self) -> Inventory:

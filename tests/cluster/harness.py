@@ -56,7 +56,8 @@ BOOT_ORDER = (
 class NodeSpec:
     name: str
     role: str
-    image: Path
+    image: Path                   # an SD-card image, or a directory: a container's unpacked template
+    address: str | None = None    # a container's address/prefix, which Proxmox gives it (pct --net0 ip=)
 
 
 @dataclass
@@ -186,7 +187,7 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
         nodes = []
         for index, spec in enumerate(specs):
             if spec.image not in lowers:
-                lowers[spec.image] = stack.enter_context(
+                lowers[spec.image] = spec.image if spec.image.is_dir() else stack.enter_context(
                     _lower(spec.image, scratch / f"lower-{len(lowers)}-{spec.image.stem}"))
             folder = scratch / spec.name
             for sub in ("upper", "work", "root", "logs"):
@@ -195,16 +196,22 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
                 "overlay", folder / "root", fstype="overlay",
                 options=(f"lowerdir={lowers[spec.image]}", f"upperdir={folder / 'upper'}",
                          f"workdir={folder / 'work'}")))
-            layout = read_layout(spec.image)
-            boot = root / layout.boot_mountpoint.lstrip("/")
-            BootPartition(layout.image, layout.boot).export(boot)
-            (boot / "node.txt").write_text(spec.name + "\n")
+            if not spec.image.is_dir():
+                layout = read_layout(spec.image)
+                boot = root / layout.boot_mountpoint.lstrip("/")
+                BootPartition(layout.image, layout.boot).export(boot)
+                (boot / "node.txt").write_text(spec.name + "\n")
             netns = stack.enter_context(_netns(f"{NETNS_PREFIX}{tag}-{spec.name}"))
             veth = f"cbt{secrets.token_hex(4)}{index}"[:15]
             _ip("-n", bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
             _ip("-n", bridge, "link", "set", veth, "master", "br0", "up")
             _ip("-n", netns, "link", "set", "lo", "up")
             _ip("-n", netns, "link", "set", "eth0", "up")
+            if spec.address is not None:
+                # A container has no identity service: Proxmox's part is its address, the test's
+                # part the same file overrides as every other node's.
+                _ip("-n", netns, "addr", "add", spec.address, "dev", "eth0")
+                overrides.apply_file_overrides(root)
             init = subprocess.Popen(
                 ["ip", "netns", "exec", netns, "unshare", "--uts", "--ipc", "--pid", "--mount", "--fork",
                  "--propagation", "private", "--", sys.executable, str(NODE_INIT), str(root)],

@@ -198,7 +198,7 @@ def test_cloud_init_reads_the_boot_partition(rootfs: Path) -> None:
 
 
 def test_published_files_verify_with_gpgv(served_base: dict[str, str], standin_image: Path, tmp_path: Path) -> None:
-    from builder.demo.publish import publish_standin
+    from builder.demo.download_site import publish_standin
     from builder.paths import cache_root
 
     published = publish_standin(cache_root())

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.host.procfs import processes_rooted_in
 from builder.image import grow_image, open_image, read_layout
 from builder.image.chroot import BINFMT, ensure_emulation
-from builder.image.leftovers import processes_rooted_in
 from builder.paths import cache_root
 from builder.provision.packages import fresh_lists
 from tests.image.imagetools import MIB, debugfs, sh

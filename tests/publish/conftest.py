@@ -1,4 +1,4 @@
-"""A release signing key in a private GNUPGHOME, made with builder.demo.signing."""
+"""A release signing key in a private GNUPGHOME, made with builder.openpgp."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.demo.signing import create_signing_key, export_public_key, temporary_gnupghome
+from builder.openpgp import create_signing_key, export_public_key, temporary_keyring
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ReleaseKey:
 
 @pytest.fixture(scope="session")
 def release_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReleaseKey]:
-    with temporary_gnupghome() as home:
+    with temporary_keyring() as home:
         fingerprint = create_signing_key(home, "clusterbake test release key").upper()
         public = tmp_path_factory.mktemp("release-key") / "release-key.asc"
         export_public_key(home, fingerprint, public)

@@ -15,7 +15,7 @@ from builder.errors import VerificationError
 from builder.publish.bmap import read_bmap
 from builder.publish.imager import device_tags
 from builder.publish.manifest import installed_packages
-from builder.publish.secrets import secrets_in_tree, shadow_hashes
+from builder.publish.secret_scan import secrets_in_tree, shadow_hashes
 from builder.publish.sums import check_sums, read_sums, write_sums
 
 STATUS = """\

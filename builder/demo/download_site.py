@@ -18,9 +18,9 @@ from pathlib import Path
 from builder.cache import install, locked, staging_dir
 from builder.command import run
 from builder.demo.server import serve_directory
-from builder.demo.signing import create_signing_key, export_public_key, sign_detached, stop_agent
 from builder.demo.standin import SUITE, build_standin
 from builder.digest import sha256_file
+from builder.openpgp import create_signing_key, export_public_key, sign_detached, stop_agent
 from builder.progress import step
 
 KEY_NAME = "clusterbake demo signing key"

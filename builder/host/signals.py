@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM lead into the same unwinding as an exception.
+"""SIGINT and SIGTERM lead into the same unwinding as an exception, and wait while a resource is taken.
 
 The first signal raises Interrupted where the program is; a second one during cleanup
 is ignored so that the ExitStacks can finish releasing loop devices and mounts.
@@ -33,3 +33,17 @@ def interruptible() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM while a resource is acquired and registered for release (or released).
+
+    Without this a signal arriving between `losetup` returning and the release callback being
+    registered would leak the device; deferred, it arrives a moment later and unwinds it.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, set(_SIGNALS))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

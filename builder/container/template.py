@@ -1,0 +1,62 @@
+"""A node's Proxmox container template: the role's root, provisioned, as `<cluster>-<node>.tar.zst`.
+
+Two cached levels below it (builder.cache: keyed by recipe, locked, renamed into place):
+  lxc/base-<key>.tar     Debian trixie amd64 (builder.container.base)
+  lxc/role-<key>.tar     that base with the plan's packages installed (native apt, today's lists)
+The template itself is made in a staging directory and written through `atomic_output`: the
+output path holds a finished template or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from builder.cache import install, locked, recipe_key, staging_dir
+from builder.config.model import Cluster
+from builder.container.base import FOLDER, container_base, pack_root, unpack_root
+from builder.container.pct import template_name
+from builder.image import atomic_output
+from builder.image.tree import DirectoryRoot
+from builder.progress import step
+from builder.provision.packages import install_packages
+from builder.provision.root import provision_root
+from builder.render import RenderPlan
+
+log = logging.getLogger("clusterbake")
+
+ROLE_VERSION = 1   # bump when how a role root is made changes for the same inputs
+
+
+def build_container(cluster: Cluster, plan: RenderPlan, *, out_dir: Path, cache: Path, secrets: bool) -> Path:
+    """Build the template of the plan's node into out_dir; return its path."""
+    assert plan.node is not None, "a container is built for one node"
+    final = out_dir / template_name(cluster, plan.node)
+    with step("Container base"):
+        base = container_base(cache)
+    with step(f"Container root for '{plan.role}'"):
+        role_root = ensure_role_root(base, plan.packages, cache)
+    with step(f"Template {final.name}"), staging_dir(cache / FOLDER) as work, atomic_output(final) as tmp:
+        root = work / "root"
+        unpack_root(role_root, root)
+        provision_root(DirectoryRoot(root), plan, cluster, secrets=secrets)
+        pack_root(root, tmp, compress=True)
+    return final
+
+
+def ensure_role_root(base: Path, packages: tuple[str, ...], cache: Path) -> Path:
+    """`base` with `packages` installed, cached by (base, packages)."""
+    wanted = sorted(set(packages))
+    tarball = cache / FOLDER / f"role-{recipe_key({'base': base.name, 'packages': wanted, 'v': ROLE_VERSION})}.tar"
+    with locked(tarball.with_suffix(".lock")):
+        if tarball.exists():
+            log.info("  using the cached container root %s", tarball)
+            return tarball
+        with step("apt-get install " + " ".join(wanted)), staging_dir(tarball.parent) as work:
+            root = work / "root"
+            unpack_root(base, root)
+            install_packages(DirectoryRoot(root), wanted, cache=cache, scratch=work)
+            staged = work / tarball.name
+            pack_root(root, staged)
+            install(staged, tarball)
+    return tarball

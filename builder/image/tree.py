@@ -1,0 +1,70 @@
+"""A root filesystem as the provisioning steps see it, whether it lives in an image or a directory.
+
+`ImageRoot` is what accounts, files, services and packages need: paths resolved inside the root
+(never following a link out of it), owners looked up in its own passwd/group, and a chroot.
+`OpenImage` (an SD-card image's mounted root) has it; `DirectoryRoot` is a plain directory, such
+as the unpacked root of a Proxmox container template, which has no boot partition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Protocol
+
+from builder.image import rootfs
+from builder.image.chroot import Chroot, enter_chroot
+
+
+class ImageRoot(Protocol):
+    root: Path
+
+    def resolve(self, path: str) -> Path: ...
+    def lookup_user(self, name: str) -> int: ...
+    def lookup_group(self, name: str) -> int: ...
+    def write_file(self, path: str, data: bytes, *, mode: int, owner: str = "root", group: str = "root",
+                   dir_mode: int = 0o755, dir_owner: str = "root", dir_group: str = "root") -> Path: ...
+    def read_file(self, path: str) -> bytes: ...
+    def make_dir(self, path: str, *, mode: int = 0o755, owner: str = "root", group: str = "root") -> Path: ...
+    def remove(self, path: str) -> bool: ...
+    def exists(self, path: str) -> bool: ...
+    def chroot(self, *, apt_cache: Path | None = None,
+               apt_lists: Path | None = None) -> contextlib.AbstractContextManager[Chroot]: ...
+
+
+class DirectoryRoot:
+    """A root filesystem in a directory on the host (no boot partition)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def resolve(self, path: str) -> Path:
+        return rootfs.resolve(self.root, path)
+
+    def lookup_user(self, name: str) -> int:
+        return rootfs.lookup_id(self.root, "passwd", name)
+
+    def lookup_group(self, name: str) -> int:
+        return rootfs.lookup_id(self.root, "group", name)
+
+    def write_file(self, path: str, data: bytes, *, mode: int, owner: str = "root", group: str = "root",
+                   dir_mode: int = 0o755, dir_owner: str = "root", dir_group: str = "root") -> Path:
+        return rootfs.write_file(self.root, path, data, mode=mode,
+                                 uid=self.lookup_user(owner), gid=self.lookup_group(group), dir_mode=dir_mode,
+                                 dir_uid=self.lookup_user(dir_owner), dir_gid=self.lookup_group(dir_group))
+
+    def read_file(self, path: str) -> bytes:
+        return rootfs.read_file(self.root, path)
+
+    def make_dir(self, path: str, *, mode: int = 0o755, owner: str = "root", group: str = "root") -> Path:
+        return rootfs.make_dir(self.root, path, mode=mode, uid=self.lookup_user(owner), gid=self.lookup_group(group))
+
+    def remove(self, path: str) -> bool:
+        return rootfs.remove(self.root, path)
+
+    def exists(self, path: str) -> bool:
+        return rootfs.exists(self.root, path)
+
+    def chroot(self, *, apt_cache: Path | None = None,
+               apt_lists: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:
+        return enter_chroot(self.root, None, apt_cache=apt_cache, apt_lists=apt_lists)
