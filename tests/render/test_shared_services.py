@@ -38,6 +38,12 @@ def test_reference_compute_nodes_automount_home_and_scratch_from_gps(reference: 
         assert "network-online.target" in mount["Unit"]["After"]
         automount = unit(text(p, f"{UNITS}{name}.automount"))
         assert automount["Automount"]["Where"] == path
+        # Not set up before the network is: a ProtectHome= service starting earlier (NetworkManager,
+        # logind) would trigger it and wait for a mount that waits for NetworkManager (seen in a VM).
+        assert automount["Unit"]["DefaultDependencies"] == "no"
+        assert "network-online.target" in automount["Unit"]["After"].split()
+        assert "local-fs.target" not in automount["Unit"].get("Before", "")
+        assert "umount.target" in automount["Unit"]["Conflicts"].split()
     wants = text(p, WANTS)
     # Wants=, never Requires=: the boot goes on without the server (fstab's nofail).
     assert "Wants=home.automount" in wants and "Wants=scratch.automount" in wants
