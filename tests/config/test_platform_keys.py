@@ -88,4 +88,4 @@ def test_a_role_that_needs_a_board_is_refused_in_a_container(tmp_path: Path, rol
 def test_make_check_accepts_a_container_controller(tmp_path: Path) -> None:
     result = check(lab(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "8 nodes, roles controller, timeserver, compute: ok" in result.stdout
+    assert "8 nodes, roles controller, auxiliary, compute: ok" in result.stdout
