@@ -11,7 +11,6 @@ from builder.command import run
 from builder.errors import VerificationError
 from builder.host.record import scratch_dir
 from builder.host.recovery import clean_leftovers
-from builder.image import rootfs
 from builder.image.boot import BootPartition
 from builder.image.checkpoints import checkpoint
 from builder.image.chroot import Chroot, enter_chroot
@@ -19,54 +18,25 @@ from builder.image.integrity import check_ext4, check_fat, id_problems
 from builder.image.layout import Layout, read_layout
 from builder.image.loop import attached
 from builder.image.mounts import mounted
+from builder.image.tree import DirectoryRoot
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.image")
 
 
-class OpenImage:
+class OpenImage(DirectoryRoot):
     """The image's files: `write_file`/`read_file` for the root, `boot` for the FAT partition.
 
     `root` is where the root filesystem is mounted on the host; write through `write_file`, which
-    resolves symlinks inside the image, rather than through `root` directly.
+    resolves symlinks inside the image, rather than through `root` directly. The root's file
+    operations are those of any root directory (`DirectoryRoot`); the image adds its boot partition.
     """
 
     def __init__(self, layout: Layout, root: Path, root_device: Path) -> None:
+        super().__init__(root)
         self.layout = layout
-        self.root = root
         self.boot = BootPartition(layout.image, layout.boot)
         self._root_device = root_device
-
-    def resolve(self, path: str) -> Path:
-        return rootfs.resolve(self.root, path)
-
-    def lookup_user(self, name: str) -> int:
-        return rootfs.lookup_id(self.root, "passwd", name)
-
-    def lookup_group(self, name: str) -> int:
-        return rootfs.lookup_id(self.root, "group", name)
-
-    def write_file(self, path: str, data: bytes, *, mode: int, owner: str = "root", group: str = "root",
-                   dir_mode: int = 0o755, dir_owner: str = "root", dir_group: str = "root") -> Path:
-        """Write a file in the image, owned by names from the image's own passwd/group files."""
-        return rootfs.write_file(self.root, path, data, mode=mode,
-                                 uid=self.lookup_user(owner), gid=self.lookup_group(group), dir_mode=dir_mode,
-                                 dir_uid=self.lookup_user(dir_owner), dir_gid=self.lookup_group(dir_group))
-
-    def read_file(self, path: str) -> bytes:
-        return rootfs.read_file(self.root, path)
-
-    def make_dir(self, path: str, *, mode: int = 0o755, owner: str = "root", group: str = "root") -> Path:
-        return rootfs.make_dir(self.root, path, mode=mode, uid=self.lookup_user(owner), gid=self.lookup_group(group))
-
-    def symlink(self, path: str, target: str) -> Path:
-        return rootfs.symlink(self.root, path, target)
-
-    def remove(self, path: str) -> bool:
-        return rootfs.remove(self.root, path)
-
-    def exists(self, path: str) -> bool:
-        return rootfs.exists(self.root, path)
 
     def chroot(self, *, apt_cache: Path | None = None,
                apt_lists: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:

@@ -65,6 +65,9 @@ class DirectoryRoot:
     def exists(self, path: str) -> bool:
         return rootfs.exists(self.root, path)
 
+    def symlink(self, path: str, target: str) -> Path:
+        return rootfs.symlink(self.root, path, target)
+
     def chroot(self, *, apt_cache: Path | None = None,
                apt_lists: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:
         return enter_chroot(self.root, None, apt_cache=apt_cache, apt_lists=apt_lists)
