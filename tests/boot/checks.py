@@ -24,7 +24,7 @@ CONSOLE_TROUBLE = re.compile(r"\[FAILED\].*|.*[Tt]imed out waiting for device.*|
                              r"initramfs: .*powering off.*")
 LOGIN_PROMPT = re.compile(r"^\S+ login: ", re.MULTILINE)
 # systemd (PID 1) breaking an ordering cycle: the job it names is dropped from the boot.
-ORDERING_CYCLE = re.compile(r"Job (\S+) deleted to break ordering cycle|Found ordering cycle on (\S+)")
+ORDERING_CYCLE = re.compile(r"Job (\S+) deleted to break ordering cycle")
 SLURM_JOB_DONE = ("COMPLETED", "FAILED", "OUT_OF_MEMORY", "CANCELLED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL")
 
 
@@ -94,7 +94,7 @@ def dropped_jobs(machine: Machine, lines: Sequence[str]) -> list[str]:
     found = []
     for line in lines:
         match = ORDERING_CYCLE.search(line)
-        if match and match.group(1):
+        if match:
             found.append(f"{machine.name}: {match.group(1).split('/')[0]} was dropped from the boot: {line.strip()}")
     return found
 

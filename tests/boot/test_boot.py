@@ -57,7 +57,7 @@ def node_report(m: Machine, state: str) -> str:
     if state in ("unreachable", "powered off"):
         return f"{m.name:7} {m.spec.role:10} {m.spec.ip:12} {state}"
     timing = m.ssh(["systemd-analyze", "time"]).stdout
-    total = re.search(r"=\s*(\S+)\s*$", timing.splitlines()[0]) if timing else None
+    total = re.search(r"=\s*(.+?)\s*$", timing.splitlines()[0]) if timing else None
     failed = len(m.ssh(["systemctl", "--failed", "--plain", "--no-legend"]).stdout.splitlines())
     wanted = SERVICES[m.spec.role]
     active = m.ssh(["systemctl", "is-active", *wanted]).stdout.split()
