@@ -47,6 +47,8 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     slurm = top.sub("slurm")
     controller = slurm.text("controller")
     partition = slurm.text("partition", "main", check=grammar.partition_problem)
+    accounting = slurm.flag("accounting", False, hint="write accounting: true (slurmdbd and MariaDB on the "
+                                                      "controller) or remove the key")
     slurm.done()
     nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(top.items("nodes")))
     users = tuple(_user(top.item("users", i, raw)) for i, raw in enumerate(top.items("users", [])))
@@ -66,6 +68,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         time_server=time_server,
         slurm_controller=controller,
         slurm_partition=partition,
+        slurm_accounting=accounting,
         nodes=nodes,
         users=users,
         first_user=first_user,

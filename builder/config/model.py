@@ -105,6 +105,7 @@ class Cluster:
     ssh_password_authentication: bool = False
     secrets_dir: Path = field(default=Path())
     slurm_partition: str = "main"
+    slurm_accounting: bool = False      # slurmdbd + MariaDB on the controller (`slurm.accounting`)
     fileserver: FileServer | None = None
 
     def node(self, name: str) -> Node:

@@ -79,10 +79,10 @@ class Reader:
             self.fail(f"{shown(value)} is more than {maximum}", key=key)
         return value
 
-    def flag(self, key: str, default: object = _MISSING) -> Any:
+    def flag(self, key: str, default: object = _MISSING, *, hint: str | None = None) -> Any:
         value = self.take(key, default)
         if not isinstance(value, bool):
-            self.fail(f"{shown(value)} is not true or false", key=key)
+            self.fail(f"{shown(value)} is not true or false", key=key, hint=hint)
         return value
 
     def items(self, key: str, default: object = _MISSING) -> list[Any]:

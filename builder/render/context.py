@@ -13,6 +13,7 @@ Variables (documented in overlays/README.md):
   node         the node being rendered, or none in a role image (found at first boot)
   inventory    what the first-boot identity service needs (role images), else none
   storage      the NFS file server: server (a node, or none), clients, exports, mounts (see storage_values)
+  accounting   Slurm accounting (`slurm.accounting`): enabled, storage_pass (see accounting_values)
 A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, fqdn, uuid.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 from builder.config.model import Cluster, Node, User
 from builder.render.hostlist import hostlist, node_groups
 from builder.render.profiles import Profile
+from builder.render.secrets import slurmdbd_password
 
 
 def node_values(cluster: Cluster, node: Node) -> dict[str, Any]:
@@ -87,6 +89,7 @@ def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: st
         "node": by_name[node.name] if node is not None else None,
         "inventory": None,
         "storage": storage_values(cluster, profiles, role, by_name),
+        "accounting": accounting_values(cluster, profiles, role, secrets),
     }
 
 
@@ -107,3 +110,15 @@ def storage_values(cluster: Cluster, profiles: Mapping[str, Profile], role: str,
     serves = profiles[role].runs(NFS_SERVER_UNIT)
     return {"server": by_name[server.node], "clients": str(server.clients), "exports": exports,
             "mounts": [] if serves else exports}
+
+
+SLURMDBD_UNIT = "slurmdbd.service"
+
+
+def accounting_values(cluster: Cluster, profiles: Mapping[str, Profile], role: str, secrets: bool) -> dict[str, Any]:
+    """`enabled` for every image (slurm.conf is the same everywhere); `storage_pass`, MariaDB's password
+    for slurmdbd, only in the image running slurmdbd and only with secrets: a release image has none
+    (its first boot makes one)."""
+    runs_dbd = cluster.slurm_accounting and profiles[role].runs(SLURMDBD_UNIT)
+    return {"enabled": cluster.slurm_accounting,
+            "storage_pass": slurmdbd_password(cluster.secrets_dir) if runs_dbd and secrets else None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -36,6 +37,8 @@ USER_WIZARD = "userconfig.service"
 CONSOLE_LOGIN = "getty@tty1.service"
 RENAME_BANNER = "/etc/ssh/sshd_config.d/rename_user.conf"
 PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
+SLURMCTLD = "slurmctld.service"
+ACCOUNTING = "accounting"       # the add-on profile `slurm.accounting: true` adds to the role running slurmctld
 TIME_SOURCE = "gpsd.service"    # what a role serving the cluster's time runs (see profiles/timeserver.yaml)
 
 _warned: set[Path] = set()      # clusters already warned about, so that each role's plan does not repeat it
@@ -72,9 +75,8 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         raise InputError("give exactly one of a role and a node", hint="make image ROLE=compute or NODE=node01")
     target = _node(cluster, node) if node is not None else None
     role = target.role if target is not None else str(role)
-    profile = load_profile(profiles_dir, role)
-    profiles = {r: load_profile(profiles_dir, r) for r in cluster.roles if r != role}
-    profiles[role] = profile
+    profiles = {r: _role_profile(cluster, profiles_dir, r) for r in dict.fromkeys((*cluster.roles, role))}
+    profile = profiles[role]
     _check_cluster_roles(cluster, profiles)
     _check_fileserver_role(cluster, profiles)
     check_platform_roles(cluster, profiles)
@@ -152,6 +154,18 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
     return plan if platform.boot_partition else replace(plan, **NO_BOOT_EDITS)
 
 
+def _role_profile(cluster: Cluster, profiles_dir: Path, role: str) -> Profile:
+    """A role's profile; with `slurm.accounting` on, the role running slurmctld also gets the accounting add-on."""
+    profile = load_profile(profiles_dir, role)
+    if not (cluster.slurm_accounting and profile.runs(SLURMCTLD)):
+        return profile
+    if not os.path.lexists(profiles_dir / f"{ACCOUNTING}.yaml"):
+        raise InputError(f"{cluster.source.name}: slurm.accounting: needs the profile "
+                         f"{profiles_dir.name}/{ACCOUNTING}.yaml, which is missing",
+                         hint=f"restore {ACCOUNTING}.yaml from clusterbake's profiles/, or remove accounting:")
+    return load_profile(profiles_dir, role, addons=(ACCOUNTING,))
+
+
 def _role_image_members(cluster: Cluster, role: str) -> tuple[Node, ...]:
     """The boards a role image is for; a role whose nodes are all containers has no SD card image."""
     nodes = cluster.nodes_with_role(role)
@@ -175,13 +189,13 @@ def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> N
     """What the cluster file and the profiles say together: one slurmctld, a time server that serves time."""
     file = cluster.source.name
     controller = cluster.node(cluster.slurm_controller)
-    if not profiles[controller.role].runs("slurmctld.service"):
+    if not profiles[controller.role].runs(SLURMCTLD):
         raise InputError(
             f"{file}: slurm.controller: {controller.name!r} has role {controller.role!r}, "
             f"whose profile does not enable slurmctld.service",
             hint="name a node whose role runs slurmctld (e.g. the controller)")
     for i, node in enumerate(cluster.nodes):
-        if node.name != controller.name and profiles[node.role].runs("slurmctld.service"):
+        if node.name != controller.name and profiles[node.role].runs(SLURMCTLD):
             raise InputError(
                 f"{file}: nodes[{i}].role: {node.name!r} would run a second slurmctld (role {node.role!r}); "
                 f"slurm.controller is {controller.name!r}",

@@ -28,6 +28,8 @@ from builder.render.gpio import GpioClaim, check_gpio, claims_of_line
 from builder.render.sandbox import sandbox
 
 COMMON = "common"
+# Add-on profiles: merged into a role by a cluster-file switch (after the role's own), never roles themselves.
+ADDONS = ("accounting",)
 BOARDS = ("pi4", "pi5")    # config.txt's model filters for the boards of BOARD_MODELS
 ROLE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
@@ -109,13 +111,14 @@ class _Raw:
 
 
 def available_roles(profiles_dir: Path) -> list[str]:
-    return sorted(p.stem for p in Path(profiles_dir).glob("*.yaml") if p.stem != COMMON)
+    return sorted(p.stem for p in Path(profiles_dir).glob("*.yaml") if p.stem not in (COMMON, *ADDONS))
 
 
-def load_profile(profiles_dir: Path, role: str) -> Profile:
-    """Read `role` and everything it includes (and `common`), check it, and merge it."""
+def load_profile(profiles_dir: Path, role: str, addons: tuple[str, ...] = ()) -> Profile:
+    """Read `role` and everything it includes (and `common`), then `addons`, check it, and merge it."""
     profiles_dir = Path(profiles_dir)
-    if not ROLE_RE.fullmatch(role) or role == COMMON or not _exists(profiles_dir / f"{role}.yaml"):
+    if (not ROLE_RE.fullmatch(role) or role in (COMMON, *ADDONS)
+            or not _exists(profiles_dir / f"{role}.yaml")):
         raise InputError(f"role {shown(role)} has no profile {profiles_dir.name}/{role}.yaml",
                          hint="use one of " + ", ".join(available_roles(profiles_dir)) + " or add that profile")
     order: list[_Raw] = []
@@ -123,6 +126,8 @@ def load_profile(profiles_dir: Path, role: str) -> Profile:
     if _exists(profiles_dir / f"{COMMON}.yaml"):
         _collect(profiles_dir, COMMON, (), order, seen)
     _collect(profiles_dir, role, (), order, seen)
+    for addon in addons:
+        _collect(profiles_dir, addon, (), order, seen)
     return _merge(role, order)
 
 

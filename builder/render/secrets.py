@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
+import stat
 from pathlib import Path
 
 from builder.config.files import read_bytes
@@ -44,3 +47,30 @@ def _create(path: Path, data: bytes) -> None:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+DB_PASSWORD = "slurmdbd.pass"
+DB_PASSWORD_RE = re.compile(r"[A-Za-z0-9]{16,128}")
+
+
+def slurmdbd_password(secrets_dir: Path) -> str:
+    """The password slurmdbd gives MariaDB (StoragePass): made on first use like the munge key, kept after.
+
+    Letters and digits only, so it lands verbatim in slurmdbd.conf and in the SQL that makes the user.
+    """
+    secrets_dir = Path(secrets_dir)
+    make_private_dir(secrets_dir)
+    path = secrets_dir / DB_PASSWORD
+    if not os.path.lexists(path):
+        _create(path, (secrets.token_hex(24) + "\n").encode())
+    info = os.lstat(path)
+    fix = f"delete {path} to have a new one made (the controller then needs a new image)"
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: is not a regular file", hint=fix)
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise InputError(f"{path}: is readable by others (mode {stat.S_IMODE(info.st_mode):04o})",
+                         hint=f"chmod 600 {path}")
+    password = read_bytes(path, str(path), 256).decode(errors="replace").strip()
+    if not DB_PASSWORD_RE.fullmatch(password):
+        raise InputError(f"{path}: is not 16 to 128 letters and digits", hint=fix)
+    return password
