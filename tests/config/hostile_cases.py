@@ -631,4 +631,16 @@ FILESERVER: list[Case] = [
     Case("fileserver-not-mapping", at(("fileserver",), "gps"), "fileserver"),
 ]
 
-CASES: list[Case] = [*_string_cases(), *GRAMMAR, *FILES, *TEMPLATES, *TOGETHER, *LATE, *FILESERVER]
+# --- issue 15: Slurm accounting is a switch, true or false, nothing else ----------------------------
+
+ACCOUNTING: list[Case] = [
+    *(Case(f"slurm.accounting-{label}", at(("slurm", "accounting"), value), "slurm.accounting")
+      for label, value in (("string-yes", "yes"), ("string-true", "true"), ("number", 1), ("null", None),
+                           ("list", [True]), ("mapping", {"enabled": True}), ("newline", "true\nfalse"))),
+    Case("slurm.accounting-misspelt", at(("slurm", "acounting"), True), "slurm.acounting"),
+    Case("slurm.accounting-addon-missing", both(at(("slurm", "accounting"), True),
+                                                lambda box: (box.profiles / "accounting.yaml").unlink()),
+         "slurm.accounting"),
+]
+
+CASES: list[Case] = [*_string_cases(), *GRAMMAR, *FILES, *TEMPLATES, *TOGETHER, *LATE, *FILESERVER, *ACCOUNTING]
