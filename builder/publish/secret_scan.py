@@ -1,7 +1,7 @@
 """The last check before an image is published: it must hold no secret of the cluster or of a board.
 
 A release image is shared publicly and flashed to many cards, so it must not contain the
-munge key, a password hash, SSH host keys or any private key. The scan covers every file of
+munge key, a password hash, SSH host keys, slurmdbd's database password or any private key. The scan covers every file of
 the root filesystem and of the boot partition; the release stops if it finds anything.
 
 One exception: a file a Debian package ships, unchanged (its MD5 as in dpkg's md5sums). Such
@@ -26,6 +26,8 @@ PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----\r?\n"
                          rb"(?:[A-Za-z0-9+/=:, -]*\r?\n)*?[A-Za-z0-9+/=]{16,}\r?\n"
                          rb"(?:[A-Za-z0-9+/=:, -]*\r?\n)*?-----END \1-----")
 SECRET_NAMES = ("munge.key", "ssh_host_*_key")
+# slurmdbd.conf's StoragePass (slurm.accounting): a release controller makes its own at first boot.
+DB_PASSWORD = re.compile(rb"^[ \t]*StoragePass[ \t]*=[ \t]*[^\s#]", re.IGNORECASE | re.MULTILINE)
 SHADOW_FILES = ("etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-")
 # Bigger files are archives or binaries; a PEM key lives in a small text file.
 SCAN_LIMIT = 4 << 20
@@ -76,6 +78,8 @@ def secrets_in_tree(root: Path) -> list[str]:
                 users = shadow_hashes(path.read_text(errors="replace"))
                 if users:
                     problems.append(f"/{rel}: password hash for {', '.join(users)}")
+            if name == "slurmdbd.conf" and DB_PASSWORD.search(path.read_bytes()):
+                problems.append(f"/{rel}: holds slurmdbd's database password (StoragePass)")
             if info.st_size <= SCAN_LIMIT and PRIVATE_KEY.search(path.read_bytes()) \
                     and not _shipped_verbatim(path, rel, packaged):
                 problems.append(f"/{rel}: contains a private key")

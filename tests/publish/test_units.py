@@ -86,10 +86,13 @@ def test_secret_scan_of_a_tree(tmp_path: Path) -> None:
     # ssh-keygen holds the bare header as a string: no key.
     (tmp_path / "usr/bin").mkdir(parents=True)
     (tmp_path / "usr/bin/ssh-keygen").write_bytes(b"\0-----BEGIN OPENSSH PRIVATE KEY-----\0\n-----END OPENSSH")
+    (tmp_path / "etc/slurm").mkdir()
+    (tmp_path / "etc/slurm/slurmdbd.conf").write_text("StorageUser=slurm\n# No StoragePass in a release image\n")
     assert secrets_in_tree(tmp_path) == []
     (tmp_path / "etc/munge/munge.key").write_bytes(b"k" * 1024)
     (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("x")
     (tmp_path / "etc/shadow").write_text("root:$6$salt$hash:1:0:99999:7:::\n")
+    (tmp_path / "etc/slurm/slurmdbd.conf").write_text("StorageUser=slurm\nStoragePass=0123456789abcdef\n")
     (tmp_path / "etc/tls.pem").write_text("junk\n-----BEGIN OPENSSH PRIVATE KEY-----\n"
                                           "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMw\n"
                                           "-----END OPENSSH PRIVATE KEY-----\n")
@@ -103,6 +106,7 @@ def test_secret_scan_of_a_tree(tmp_path: Path) -> None:
         "/etc/shadow: password hash for root",
         "/etc/tls.pem: contains a private key",
         "/etc/munge/munge.key: a secret by its name",
+        "/etc/slurm/slurmdbd.conf: holds slurmdbd's database password (StoragePass)",
         "/etc/ssh/ssh_host_ed25519_key: a secret by its name",
     ]
 
