@@ -1,8 +1,9 @@
 """The last check before an image is published: it must hold no secret of the cluster or of a board.
 
 A release image is shared publicly and flashed to many cards, so it must not contain the
-munge key, a password hash, SSH host keys, slurmdbd's database password or any private key. The scan covers every file of
-the root filesystem and of the boot partition; the release stops if it finds anything.
+munge key, a password hash, SSH host keys, slurmdbd's database password or any private key.
+The scan covers every file of the root filesystem and of the boot partition; the release stops
+if it finds anything.
 
 One exception: a file a Debian package ships, unchanged (its MD5 as in dpkg's md5sums). Such
 keys are public test vectors (libgnutls carries FIPS self-test keys), the same on every
