@@ -60,8 +60,16 @@ def test_the_controller_has_slurmdbd_and_mariadb_enabled_in_order(acct: Accounti
         assert dbd["Unit"]["Requires"] == "clusterbake-slurmdbd-db.service"
         ctld = ini(image.text("/etc/systemd/system/slurmctld.service.d/20-clusterbake-accounting.conf"))
         assert ctld["Unit"]["After"] == "slurmdbd.service"
-        script = image.stat("/usr/local/lib/clusterbake/slurmdbd-db")
-        assert script is not None and script.mode == 0o755 and script.uid == 0
+        for name in ("slurmdbd-db", "mariadb-init"):
+            script = image.stat(f"/usr/local/lib/clusterbake/{name}")
+            assert script is not None and script.mode == 0o755 and script.uid == 0, name
+        # MariaDB's system tables are made at first boot, before mariadb.service, when missing.
+        assert "mariadb.service.requires" in image.unit_links()["clusterbake-mariadb-init.service"]
+        assert image.exists("/usr/bin/mariadb-install-db")
+        # slurmdbd.conf's PidFile is in the /run/slurmdbd Debian's unit makes for the slurm user.
+        packaged = ini(image.unit_file("slurmdbd.service"))["Service"]
+        assert (packaged["User"], packaged["RuntimeDirectory"]) == ("slurm", "slurmdbd")
+        assert _settings(image.text(CONF))["PidFile"] == "/run/slurmdbd/slurmdbd.pid"
 
 
 def test_slurmdbd_conf_is_slurms_alone_and_holds_the_password_from_secrets_dir(acct: AccountingLab) -> None:

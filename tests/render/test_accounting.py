@@ -130,6 +130,10 @@ def test_the_first_boot_unit_orders_mariadb_then_the_database_then_slurmdbd_then
     assert "clusterbake-slurmdbd-db.service" in dbd["Unit"]["After"].split()
     ctld = unit(text(p, "/etc/systemd/system/slurmctld.service.d/20-clusterbake-accounting.conf"))
     assert ctld["Unit"]["After"] == "slurmdbd.service" and ctld["Unit"]["Wants"] == "slurmdbd.service"
+    init = unit(text(p, "/etc/systemd/system/clusterbake-mariadb-init.service"))
+    assert init["Unit"]["Before"] == "mariadb.service" and init["Install"]["RequiredBy"] == "mariadb.service"
+    assert init["Unit"]["ConditionPathExists"] == "!/var/lib/mysql/mysql"
+    assert "clusterbake-mariadb-init.service" in p.enable
     script = text(p, "/usr/local/lib/clusterbake/slurmdbd-db")
     assert "CREATE DATABASE IF NOT EXISTS" in script and "CREATE USER IF NOT EXISTS" in script
     register = file(p, "/usr/local/lib/clusterbake/slurm-add-cluster")
