@@ -1,11 +1,18 @@
 """Role bases as stacks of cached layers: roles share the layers of the profiles they share.
 
-A role's stack follows its profiles' merge order (`common`, includes, the role): one layer per
-profile that adds packages, each an image file = the layer below, grown, with apt having
-installed every package up to that profile. For the shipped roles:
+A role's stack follows its profiles' merge order (`common`, includes, the role), at most three
+layers deep: `common` (every role has it), the profile the role's include chain starts with (the
+family roles share: `compute` under the time server and the auxiliary node, `login` under the
+controller), and one top layer with the rest of the role's packages. Each layer is an image file =
+the layer below, grown, with apt having installed every package up to it. For the shipped roles:
 
-    base ─ common ─┬─ compute ─ timeserver ─ fileserver ─ monitor   (the auxiliary role)
-                   └─ login ── controller
+    base ─ common ─┬─ compute ─┬─ timeserver
+                   │           └─ auxiliary        (timeserver + fileserver + monitor, one layer)
+                   └─ login ──── controller
+
+A profile deeper in a chain gets no layer of its own: no other role shares it, and each layer
+costs a copy, a mount and an apt run under emulation of its own (on two cores the auxiliary
+node's four-deep chain made every-role builds wait for four apt runs one after another).
 
 A layer's key names the layer below it, its packages and its growth, so it is found whatever
 cluster or role asks for it, and adding a package to a role redoes only that role's layer and
@@ -44,6 +51,8 @@ log = logging.getLogger("clusterbake")
 LAYER_VERSION = 2
 FOLDER = "role-bases"
 PR_SET_PDEATHSIG = 1
+# Layers below a role's top one: `common` and the family its include chain starts with.
+SHARED_LEVELS = 2
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,9 @@ class Layer:
 def role_layers(base: Path, plan: RenderPlan) -> tuple[Layer, ...]:
     """The layers a role base is made of, bottom first; the last holds every package of the plan.
 
-    A profile that adds no packages adds no layer of its own: its growth goes to the next layer
-    that installs something, or, at the top, to a layer that only grows the one below.
+    A profile that adds no packages, or lies deeper than SHARED_LEVELS below the top, adds no
+    layer of its own: its packages and growth go to the next layer, at the latest the top one
+    (which, when nothing is left to install, only grows the one below).
     """
     steps = plan.profile.package_steps
     layers: list[Layer] = []
@@ -72,7 +82,11 @@ def role_layers(base: Path, plan: RenderPlan) -> tuple[Layer, ...]:
         grow += profile_step.grow_mib
         # role_image packages (the identity service's) sit in the top layer, with the role's own.
         packages = tuple(sorted(set(plan.packages if top else profile_step.packages)))
-        if packages == installed and not (top and (grow or not layers)):
+        adds = packages != installed
+        if top:
+            if not adds and not grow and layers:
+                continue
+        elif not adds or len(layers) == SHARED_LEVELS:
             continue
         key = recipe_key({"below": below, "packages": packages, "grow_mib": grow, "version": LAYER_VERSION})
         new = tuple(p for p in packages if p not in installed)

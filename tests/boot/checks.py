@@ -40,7 +40,7 @@ def wait_booted(machine: Machine, deadline: float, login_grace: float = 150) -> 
         if not machine.alive():
             return "powered off"
         left = deadline - time.monotonic()
-        proc = machine.ssh(["systemctl", "is-system-running", "--wait"], timeout=max(10.0, left))
+        proc = machine.ssh(["systemctl", "is-system-running", "--wait"], timeout=max(10.0, left), tries=1)
         if proc.returncode != SSH_UNREACHABLE and proc.stdout.strip():
             machine.boot_seconds.append(time.monotonic() - machine.started)
             return proc.stdout.strip()

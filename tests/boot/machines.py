@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PREFIX = "cbboot-"
+# ssh's own failures before the command ran (exit 255 with one of these): worth another try when
+# four VMs share two cores and a guest's sshd answers late. A command that ran is never retried.
+SSH_NOT_CONNECTED = ("Connection timed out", "Connection refused", "Connection reset", "kex_exchange_identification",
+                     "Connection closed by")
+SSH_TRIES = 4
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5")
 
@@ -185,13 +190,19 @@ class Machine:
             return conn.recv(4096).decode(errors="replace")
 
     def ssh(self, argv: Sequence[str], *, timeout: float = 60, input: str | None = None,
-            check: bool = False) -> subprocess.CompletedProcess[str]:
+            check: bool = False, tries: int = SSH_TRIES) -> subprocess.CompletedProcess[str]:
         command = self.lan.command(["ssh", "-i", str(self.key), *SSH_OPTIONS, f"{self.user}@{self.spec.ip}",
                                     "--", shlex.join(argv)])
-        try:
-            proc = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            proc = subprocess.CompletedProcess(command, 124, "", f"timed out after {timeout:.0f}s")
+        for attempt in range(1, tries + 1):
+            try:
+                proc = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout,
+                                      check=False)
+            except subprocess.TimeoutExpired:
+                proc = subprocess.CompletedProcess(command, 124, "", f"timed out after {timeout:.0f}s")
+            if proc.returncode != 255 or not any(s in proc.stderr for s in SSH_NOT_CONNECTED) \
+                    or attempt == tries:
+                break
+            time.sleep(5 * attempt)
         if check and proc.returncode != 0:
             raise AssertionError(f"{self.name}: {shlex.join(argv)} failed ({proc.returncode}): "
                                  f"{(proc.stderr or proc.stdout).strip()[-800:]}")

@@ -51,9 +51,20 @@ def test_roles_share_the_layers_of_the_profiles_they_share(reference: Cluster) -
     assert len({layer.key for layer in (*compute, *timeserver, *controller)}) == 5
 
 
+def test_a_role_stack_is_at_most_three_layers_deep(reference: Cluster) -> None:
+    """auxiliary = compute + timeserver + fileserver + monitor: one layer over compute's, not four."""
+    profiles = repo_root() / "profiles"
+    compute, auxiliary = (_layers(reference, profiles, r) for r in ("compute", "auxiliary"))
+    assert [layer.profile for layer in auxiliary] == ["common", "compute", "auxiliary"]
+    assert auxiliary[:2] == compute
+    assert {"gpsd", "nfs-kernel-server", "prometheus"} <= set(auxiliary[2].new)
+    plan = _plan(reference, profiles, role="auxiliary")
+    assert auxiliary[2].grow_mib == plan.grow_mib - sum(layer.grow_mib for layer in compute)
+
+
 def test_the_top_layer_holds_the_plan_and_has_its_size(reference: Cluster) -> None:
     profiles = repo_root() / "profiles"
-    for role in ("compute", "timeserver", "controller"):
+    for role in ("compute", "timeserver", "controller", "auxiliary"):
         plan = _plan(reference, profiles, role=role)
         layers = role_layers(BASE, plan)
         assert layers[-1].packages == tuple(sorted(plan.packages))
@@ -75,12 +86,14 @@ def test_adding_a_package_to_a_role_changes_only_its_layer_and_those_above(refer
     changed = tmp_path / "profiles"
     shutil.copytree(profiles, changed)
     compute_yaml = changed / "compute.yaml"
-    compute_yaml.write_text(compute_yaml.read_text().replace("packages: [slurmd]", "packages: [slurmd, tree]"))
+    data = yaml.safe_load(compute_yaml.read_text())
+    data["packages"].append("tree")
+    compute_yaml.write_text(yaml.safe_dump(data))
     before = {r: _layers(reference, profiles, r) for r in ("compute", "timeserver", "controller")}
     after = {r: _layers(reference, changed, r) for r in ("compute", "timeserver", "controller")}
     assert after["compute"][0] == before["compute"][0]                      # common: kept
     assert after["compute"][1].key != before["compute"][1].key              # compute: redone
-    assert after["compute"][1].new == ("slurmd", "tree")
+    assert "tree" in after["compute"][1].new and "tree" not in before["compute"][1].new
     assert after["timeserver"][2].key != before["timeserver"][2].key        # built on compute: redone
     assert after["controller"] == before["controller"]                      # unrelated: kept
 
