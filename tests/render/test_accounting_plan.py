@@ -13,6 +13,7 @@ from render_support import OVERLAYS, PROFILES, file, paths, plan, text
 
 from builder.config import Cluster
 from builder.errors import InputError
+from builder.layers import role_layers
 from builder.render import render_plan
 from builder.render.profiles import available_roles, load_profile
 
@@ -54,8 +55,13 @@ def test_on_the_controller_gets_slurmdbd_mariadb_and_their_units(reference: Clus
     assert {"slurmctld", "slurmdbd", "mariadb-server"} <= set(p.packages)
     assert {"mariadb.service", "clusterbake-slurmdbd-db.service", "slurmdbd.service",
             "slurmctld.service"} <= set(p.enable)
-    # The accounting layer sits on the controller's: its cached layers stay valid.
+    # Merged after the controller's own profiles: its packages join the controller's top layer,
+    # above the `common` and `login` layers every controller shares.
     assert [s.profile for s in p.profile.package_steps] == ["common", "login", "controller", "accounting"]
+    plain = role_layers(Path("base.img"), plan(reference, role="controller"))
+    layers = role_layers(Path("base.img"), p)
+    assert [layer.key for layer in layers[:-1]] == [layer.key for layer in plain[:-1]]
+    assert {"slurmctld", "slurmdbd", "mariadb-server"} <= set(layers[-1].new)
     conf = file(p, CONF)
     assert (conf.mode, conf.owner, conf.group) == (0o600, "slurm", "slurm")
     values = settings(conf.data.decode())
