@@ -163,6 +163,13 @@ def symlink(root: Path, path: str, target: str, *, uid: int = 0, gid: int = 0) -
     return root.joinpath(*parts)
 
 
+def read_link(root: Path, path: str) -> str:
+    """The target of the symlink `path` inside the image, as written (the link is not followed)."""
+    parts = _relative(root, path, follow_final=False)
+    with _directory_fd(root, parts[:-1]) as dirfd:
+        return os.readlink(parts[-1], dir_fd=dirfd)
+
+
 def remove(root: Path, path: str) -> bool:
     """Remove a file or symlink (not followed) inside the image; False when it wasn't there."""
     parts = _relative(root, path, follow_final=False)
