@@ -20,7 +20,7 @@ from builder.layers import build_layers, ensure_role_base
 from builder.layers import copy_sparse as copy_sparse  # part of this module's interface since before layers
 from builder.paths import data_dir
 from builder.progress import step
-from builder.provision.files import apply_boot_edits
+from builder.provision.rendered_files import apply_boot_edits
 from builder.provision.root import provision_root
 from builder.render import RenderPlan, render_plan
 from builder.render.platform import platform_of

@@ -6,7 +6,7 @@ from builder.config.model import Cluster
 from builder.image.tree import ImageRoot
 from builder.progress import step
 from builder.provision.accounts import check_sudoers, create_users
-from builder.provision.files import remove_paths, write_files
+from builder.provision.rendered_files import remove_paths, write_files
 from builder.provision.services import set_services
 from builder.render import RenderPlan
 

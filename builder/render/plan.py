@@ -20,12 +20,12 @@ from builder.config.grammar import shown
 from builder.config.model import Cluster, Node, User
 from builder.errors import InputError
 from builder.render.context import build_context
-from builder.render.files import ImageFile
 from builder.render.gpio import warn_pi5_power_button
+from builder.render.image_file import ImageFile
+from builder.render.munge_key import munge_key
 from builder.render.overlays import Templates, render_overlay
 from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
-from builder.render.secrets import munge_key
 from builder.render.sudoers import sudoers_files
 
 log = logging.getLogger("clusterbake")
