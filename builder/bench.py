@@ -298,7 +298,7 @@ def _prepare_images(work: Workspace, params: Params) -> Callable[[], object]:
         os.environ["CLUSTERBAKE_PROFILES"] = params["profiles"]
     cluster = _request(work).cluster
     roles = params["roles"].split(",") if "roles" in params else list(cluster.roles)
-    job = plan_job([BuildRequest(cluster=cluster, role=role, out_dir=work.out, cache=work.cache) for role in roles])
+    job = plan_job(cluster, [(role, None) for role in roles], out_dir=work.out, cache=work.cache)
     return lambda: ",".join(map(str, build_job(job)))
 
 
@@ -327,7 +327,7 @@ def _prepare_scale(work: Workspace, params: Params) -> Callable[[], object]:
 
     def timed() -> object:
         cluster = load_cluster(path, profiles_dir=profiles_dir())
-        plan_job([BuildRequest(cluster=cluster, role=role, secrets=False) for role in cluster.roles])  # `check`
+        plan_job(cluster, [(role, None) for role in cluster.roles], secrets=False)   # what `check` does
         return len(cluster.nodes)
     return timed
 

@@ -73,25 +73,32 @@ def plan_build(req: BuildRequest) -> RenderPlan:
                        profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
 
 
-def plan_job(requests: Sequence[BuildRequest]) -> BuildJob:
-    """The job of some targets of one cluster: every target is planned (and so checked) before
-    anything is downloaded, mounted or built."""
+def plan_job(cluster: Cluster, targets: Sequence[tuple[str | None, str | None]], *, secrets: bool = True,
+             out_dir: Path = Path("out"), cache: Path = Path(), offline: bool = False) -> BuildJob:
+    """The job of some (role, node) targets of one cluster: every target is planned (and so
+    checked) before anything is downloaded, mounted or built."""
+    plans = tuple(plan_build(BuildRequest(cluster=cluster, role=role, node=node, secrets=secrets))
+                  for role, node in targets)
+    return BuildJob(cluster, plans, out_dir, cache, offline)
+
+
+def _job_of(requests: Sequence[BuildRequest]) -> BuildJob:
     first = requests[0]
-    where = (first.cluster, first.out_dir, first.cache, first.offline)
-    assert all((r.cluster, r.out_dir, r.cache, r.offline) == where for r in requests), "one job, one cluster"
-    return BuildJob(first.cluster, tuple(plan_build(req) for req in requests), first.out_dir, first.cache,
-                    first.offline)
+    where = (first.cluster, first.secrets, first.out_dir, first.cache, first.offline)
+    assert all((r.cluster, r.secrets, r.out_dir, r.cache, r.offline) == where for r in requests), "one job"
+    return plan_job(first.cluster, [(r.role, r.node) for r in requests], secrets=first.secrets,
+                    out_dir=first.out_dir, cache=first.cache, offline=first.offline)
 
 
 def build_image(req: BuildRequest) -> Path:
     """Build one image (a role's or a node's; a container's template) and return its path in req.out_dir."""
-    [image] = build_job(plan_job([req]))
+    [image] = build_job(_job_of([req]))
     return image
 
 
 def build_images(requests: Sequence[BuildRequest]) -> list[Path]:
     """Several images of one cluster, in the order asked for (see build_job)."""
-    return build_job(plan_job(requests))
+    return build_job(_job_of(requests))
 
 
 def build_job(job: BuildJob) -> list[Path]:

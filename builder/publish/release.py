@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from builder.build import BuildJob, BuildRequest, build_from_plan, plan_job
+from builder.build import BuildJob, build_from_plan, plan_job
 from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
@@ -70,8 +70,8 @@ def make_release(req: ReleaseRequest) -> Path:
     signer = release_signer(req.key)
     for tool in ("xz", "bmaptool", *(("zstd",) if req.zstd else ())):
         require_tool(tool)
-    job = plan_job([BuildRequest(cluster=req.cluster, role=role, secrets=False, cache=req.cache, offline=req.offline)
-                    for role, node in image_targets(req.cluster) if node is None])   # containers: build --node
+    roles = [(role, node) for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
+    job = plan_job(req.cluster, roles, secrets=False, cache=req.cache, offline=req.offline)
     epoch = source_date_epoch()
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
     dist = req.dist.resolve()
