@@ -51,7 +51,7 @@ import yaml
 from builder import progress
 from builder.acquire import fetch_base
 from builder.acquire.decompress import decompress
-from builder.build import BuildRequest, build_images, plan_build, profiles_dir
+from builder.build import BuildRequest, build_job, plan_build, plan_job, profiles_dir
 from builder.cache import staging_dir
 from builder.command import run
 from builder.config import load_cluster
@@ -337,10 +337,8 @@ def _prepare_images(work: Workspace, params: Params) -> Callable[[], object]:
         os.environ["CLUSTERBAKE_PROFILES"] = params["profiles"]
     cluster = _request(work).cluster
     roles = params["roles"].split(",") if "roles" in params else list(cluster.roles)
-    requests = [BuildRequest(cluster=cluster, role=role, out_dir=work.out, cache=work.cache) for role in roles]
-    for req in requests:
-        plan_build(req)
-    return lambda: ",".join(map(str, build_images(requests)))
+    job = plan_job(cluster, [(role, None) for role in roles], out_dir=work.out, cache=work.cache)
+    return lambda: ",".join(map(str, build_job(job)))
 
 
 def _prepare_flash(work: Workspace, params: Params) -> Callable[[], object]:
@@ -368,8 +366,7 @@ def _prepare_scale(work: Workspace, params: Params) -> Callable[[], object]:
 
     def timed() -> object:
         cluster = load_cluster(path, profiles_dir=profiles_dir())
-        for role in cluster.roles:   # what `check` does
-            plan_build(BuildRequest(cluster=cluster, role=role, secrets=False))
+        plan_job(cluster, [(role, None) for role in cluster.roles], secrets=False)   # what `check` does
         return len(cluster.nodes)
     return timed
 
