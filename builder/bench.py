@@ -24,7 +24,8 @@ Each step runs in a fresh interpreter (multiprocessing "spawn"): ru_maxrss only 
 a process, so a step's peak RSS is its own only in a process of its own. RUSAGE_SELF is the
 builder; RUSAGE_CHILDREN is the largest command it waited for (xz, qemu running dpkg, mkfs, ...).
 
-`--quick` skips the cold builds (the layers are copied from the user's cache when it has them).
+`--quick` skips the cold builds (the layers are copied from the user's cache when it has them, and
+the roles table shows the cold times recorded when the user's builds made them).
 `--report FILE` prints the README's "Speed and memory" tables from a results file.
 """
 
@@ -50,7 +51,7 @@ import yaml
 from builder import progress
 from builder.acquire import fetch_base
 from builder.acquire.decompress import decompress
-from builder.build import BuildRequest, build_images, plan_build, profiles_dir
+from builder.build import BuildRequest, build_job, plan_build, plan_job, profiles_dir
 from builder.cache import staging_dir
 from builder.command import run
 from builder.config import load_cluster
@@ -336,10 +337,8 @@ def _prepare_images(work: Workspace, params: Params) -> Callable[[], object]:
         os.environ["CLUSTERBAKE_PROFILES"] = params["profiles"]
     cluster = _request(work).cluster
     roles = params["roles"].split(",") if "roles" in params else list(cluster.roles)
-    requests = [BuildRequest(cluster=cluster, role=role, out_dir=work.out, cache=work.cache) for role in roles]
-    for req in requests:
-        plan_build(req)
-    return lambda: ",".join(map(str, build_images(requests)))
+    job = plan_job(cluster, [(role, None) for role in roles], out_dir=work.out, cache=work.cache)
+    return lambda: ",".join(map(str, build_job(job)))
 
 
 def _prepare_flash(work: Workspace, params: Params) -> Callable[[], object]:
@@ -367,8 +366,7 @@ def _prepare_scale(work: Workspace, params: Params) -> Callable[[], object]:
 
     def timed() -> object:
         cluster = load_cluster(path, profiles_dir=profiles_dir())
-        for role in cluster.roles:   # what `check` does
-            plan_build(BuildRequest(cluster=cluster, role=role, secrets=False))
+        plan_job(cluster, [(role, None) for role in cluster.roles], secrets=False)   # what `check` does
         return len(cluster.nodes)
     return timed
 
@@ -575,10 +573,12 @@ def full_run(run_: Run) -> None:
 
 
 def quick_run(run_: Run) -> None:
-    """No cold builds: the layers come from the user's cache when it has them."""
+    """No cold builds: the layers come from the user's cache when it has them (their cold times
+    are the ones recorded when the user's builds made them)."""
     _, base = measure("fetch", "cold, unreported", "fetch", run_.work)
     _seed_layers(run_.work, Path(base))
-    measure(f"{ROLE} image", "cold or seeded, unreported", "images", run_.work, {"roles": ROLE})
+    _, images = measure("every role image", "cold or seeded, unreported", "images", run_.work)
+    run_.roles = role_layer_rows(run_.work.cache, Path(base), images.split(","), _request(run_.work))
     xz, _ = run_.measure("xz -T0 -d (reference)", "base .img.xz", "xz", {"archive": str(run_.archive)})
     ours, _ = run_.measure("decompress (builder)", "base .img.xz", "decompress", {"archive": str(run_.archive)})
     run_.goal("decompress", "decompression / `xz -T0 -d` of the same file", ours.seconds, xz.seconds, "s")
@@ -588,13 +588,18 @@ def quick_run(run_: Run) -> None:
 
 
 def _seed_layers(work: Workspace, base: Path) -> None:
-    """Copy the user's cached layers of the role: they spare minutes of apt under qemu."""
-    for layer in role_layers(base, plan_build(_request(work))):
-        theirs, ours = layer_path(cache_root(), layer), layer_path(work.cache, layer)
-        if theirs.is_file() and not ours.exists():
-            log.info("  seeding the bench's cache with the layer %s", theirs)
-            ours.parent.mkdir(parents=True, exist_ok=True)
-            copy_sparse(theirs, ours)
+    """Copy the user's cached layers of every role, with their records: they spare minutes of apt under qemu."""
+    cluster = _request(work).cluster
+    for role in cluster.roles:
+        plan = plan_build(BuildRequest(cluster=cluster, role=role, cache=work.cache))
+        for layer in role_layers(base, plan):
+            theirs, ours = layer_path(cache_root(), layer), layer_path(work.cache, layer)
+            if theirs.is_file() and not ours.exists():
+                log.info("  seeding the bench's cache with the layer %s", theirs)
+                ours.parent.mkdir(parents=True, exist_ok=True)
+                copy_sparse(theirs, ours)
+                if layer_record_path(theirs).is_file():
+                    shutil.copyfile(layer_record_path(theirs), layer_record_path(ours))
 
 
 def write_scale_cluster(work: Workspace, compute_nodes: int) -> Path:

@@ -20,7 +20,7 @@ from builder.layers import build_layers, ensure_role_base
 from builder.layers import copy_sparse as copy_sparse  # part of this module's interface since before layers
 from builder.paths import data_dir
 from builder.progress import step
-from builder.provision.files import apply_boot_edits
+from builder.provision.rendered_files import apply_boot_edits
 from builder.provision.root import provision_root
 from builder.render import RenderPlan, render_plan
 from builder.render.platform import platform_of
@@ -29,10 +29,12 @@ log = logging.getLogger("clusterbake")
 
 @dataclass(frozen=True)
 class BuildRequest:
+    """What was asked for: one target (a role or a node) of a cluster, and where to build it."""
+
     cluster: Cluster
     role: str | None = None
     node: str | None = None
-    secrets: bool = True
+    secrets: bool = True            # the secrets policy: False for release images (no munge key, no hashes)
     out_dir: Path = Path("out")
     cache: Path = Path()
     offline: bool = False
@@ -40,6 +42,19 @@ class BuildRequest:
     @property
     def target(self) -> str:
         return self.node or self.role or "?"
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """A build, validated and planned once, up front: the loaded cluster and one render plan per
+    target (its files, packages, users and secrets policy). Everything below reads it, nothing
+    below validates or plans again."""
+
+    cluster: Cluster
+    plans: tuple[RenderPlan, ...]   # one per target, in the order asked for
+    out_dir: Path
+    cache: Path
+    offline: bool
 
 
 def profiles_dir() -> Path:
@@ -58,41 +73,56 @@ def plan_build(req: BuildRequest) -> RenderPlan:
                        profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
 
 
-def build_images(requests: Sequence[BuildRequest], plans: Sequence[RenderPlan] | None = None) -> list[Path]:
-    """Several images of one cluster: first every layer their role bases miss (each once, those that
-    do not depend on each other side by side), then each image on its role base. `plans`, one per
-    request in order, are the requests' plans when the caller has made them already."""
-    plans = list(plans) if plans is not None else [plan_build(req) for req in requests]
-    boards = [(req, plan) for req, plan in zip(requests, plans, strict=True) if not _in_container(req)]
-    if len(boards) > 1:
-        first = boards[0][0]
-        with step("Verified base image"):
-            base = fetch_base(first.cluster.base_image, cluster_dir=first.cluster.source.parent, cache=first.cache,
-                              offline=first.offline)
-        with step("Role bases of " + ", ".join(req.target for req, _ in boards)):
-            build_layers(base, [plan for _, plan in boards], first.cache)
-    return [_build_target(req, plan) for req, plan in zip(requests, plans, strict=True)]
+def plan_job(cluster: Cluster, targets: Sequence[tuple[str | None, str | None]], *, secrets: bool = True,
+             out_dir: Path = Path("out"), cache: Path = Path(), offline: bool = False) -> BuildJob:
+    """The job of some (role, node) targets of one cluster: every target is planned (and so
+    checked) before anything is downloaded, mounted or built."""
+    plans = tuple(plan_build(BuildRequest(cluster=cluster, role=role, node=node, secrets=secrets))
+                  for role, node in targets)
+    return BuildJob(cluster, plans, out_dir, cache, offline)
 
 
-def _in_container(req: BuildRequest) -> bool:
-    """Whether the request is a node that is no board: its artefact is a container template."""
-    return req.node is not None and not platform_of(req.cluster.node(req.node)).boot_partition
+def _job_of(requests: Sequence[BuildRequest]) -> BuildJob:
+    first = requests[0]
+    where = (first.cluster, first.secrets, first.out_dir, first.cache, first.offline)
+    assert all((r.cluster, r.secrets, r.out_dir, r.cache, r.offline) == where for r in requests), "one job"
+    return plan_job(first.cluster, [(r.role, r.node) for r in requests], secrets=first.secrets,
+                    out_dir=first.out_dir, cache=first.cache, offline=first.offline)
 
 
 def build_image(req: BuildRequest) -> Path:
     """Build one image (a role's or a node's; a container's template) and return its path in req.out_dir."""
-    return _build_target(req, plan_build(req))
+    [image] = build_job(_job_of([req]))
+    return image
 
 
-def _build_target(req: BuildRequest, plan: RenderPlan) -> Path:
-    if _in_container(req):
-        return build_container(req.cluster, plan, out_dir=req.out_dir, cache=req.cache, secrets=req.secrets)
-    return build_from_plan(req, plan).path
+def build_images(requests: Sequence[BuildRequest]) -> list[Path]:
+    """Several images of one cluster, in the order asked for (see build_job)."""
+    return build_job(_job_of(requests))
+
+
+def build_job(job: BuildJob) -> list[Path]:
+    """The job's images: first every layer their role bases miss (each once, those that do not
+    depend on each other side by side), then each image on its role base."""
+    boards = [plan for plan in job.plans if not _in_container(plan)]
+    if len(boards) > 1:
+        with step("Verified base image"):
+            base = fetch_base(job.cluster.base_image, cluster_dir=job.cluster.source.parent, cache=job.cache,
+                              offline=job.offline)
+        with step("Role bases of " + ", ".join(plan.target for plan in boards)):
+            build_layers(base, boards, job.cache)
+    return [build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache) if _in_container(plan)
+            else build_from_plan(job, plan).path for plan in job.plans]
+
+
+def _in_container(plan: RenderPlan) -> bool:
+    """Whether the plan is for a node that is no board: its artefact is a container template."""
+    return plan.node is not None and not platform_of(plan.node).boot_partition
 
 
 @dataclass(frozen=True)
 class BuiltImage:
-    path: Path          # the finished image in req.out_dir
+    path: Path          # the finished image in job.out_dir
     base: Path          # the verified raw base image it grew from
     plan: RenderPlan
 
@@ -100,20 +130,20 @@ class BuiltImage:
 FinishingStep = Callable[[OpenImage, Path], None]   # (the open image, the verified base image)
 
 
-def build_from_plan(req: BuildRequest, plan: RenderPlan, finish: FinishingStep | None = None) -> BuiltImage:
-    """Build one board image from its plan. `finish` runs inside the same open image after the
-    customisation and before the integrity checks (a release's own steps)."""
-    final = req.out_dir / f"{req.cluster.name}-{req.target}.img"
+def build_from_plan(job: BuildJob, plan: RenderPlan, finish: FinishingStep | None = None) -> BuiltImage:
+    """Build one board image of the job from its plan. `finish` runs inside the same open image
+    after the customisation and before the integrity checks (a release's own steps)."""
+    final = job.out_dir / f"{job.cluster.name}-{plan.target}.img"
     with step("Verified base image"):
-        base = fetch_base(req.cluster.base_image, cluster_dir=req.cluster.source.parent, cache=req.cache,
-                          offline=req.offline)
+        base = fetch_base(job.cluster.base_image, cluster_dir=job.cluster.source.parent, cache=job.cache,
+                          offline=job.offline)
     with step(f"Role base for '{plan.role}'"):
-        role_base = ensure_role_base(base, plan, req.cache)
-    req.out_dir.mkdir(parents=True, exist_ok=True)
+        role_base = ensure_role_base(base, plan, job.cache)
+    job.out_dir.mkdir(parents=True, exist_ok=True)
     with step(f"Image {final.name}"), atomic_output(final) as tmp:
         copy_sparse(role_base, tmp)
         with open_image(tmp) as img:
-            customise(img, plan, req.cluster, secrets=req.secrets)
+            customise(img, plan, job.cluster)
             if finish is not None:
                 finish(img, base)
             with step("Integrity checks"):
@@ -121,8 +151,8 @@ def build_from_plan(req: BuildRequest, plan: RenderPlan, finish: FinishingStep |
     return BuiltImage(final, base, plan)
 
 
-def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster, *, secrets: bool = True) -> None:
+def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster) -> None:
     """The root's accounts, files and services (builder.provision.root), then the boot-partition edits."""
-    provision_root(img, plan, cluster, secrets=secrets)
+    provision_root(img, plan, cluster)
     with step("Boot partition"):
         apply_boot_edits(img, plan)

@@ -3,9 +3,10 @@
 Two builders may run at once (two test sessions, `make demo` next to `make test`), and a
 build may be killed at any moment. So every entry is made in a private staging directory
 (or a temporary file) under an fcntl lock and renamed into place only when complete and
-fsync'd: a file at its final name is always a finished one, even after a crash. Staging
-directories carry the builder's pid, so the next builder can tell a dead builder's leftovers
-(including mounts debootstrap made) from a live one's.
+fsync'd: a file at its final name is always a finished one, even after a crash. A staging
+directory is held in its builder's resource record (builder.host.record), the one mark of
+everything a build holds: the next builder releases what a dead one's record lists (processes
+and mounts debootstrap left first), and removes a staging directory no running builder holds.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem
 from builder.host.procfs import kill_processes_in, mounts_under, pid_alive
+from builder.host.record import forget, held_by_live_builders, remember
+from builder.host.recovery import clean_leftovers
+from builder.host.signals import signals_held
 
 log = logging.getLogger("clusterbake.cache")
 
 STAGING_PREFIX = "staging-"
+_staging_counter = 0
 
 
 def recipe_key(recipe: Mapping[str, object]) -> str:
@@ -95,20 +100,33 @@ def staging_dir(parent: Path) -> Iterator[Path]:
     It lives next to the cache rather than in /tmp so that the final rename stays on one
     filesystem, and /tmp may be too small for a root filesystem.
     """
+    global _staging_counter
     make_dirs(parent)
     remove_stale_staging(parent)
-    work = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=parent))
+    _staging_counter += 1
+    # The pid in the name only tells a reader whose it is; the record is what holds it.
+    work = parent / f"{STAGING_PREFIX}{os.getpid()}-{_staging_counter}-{secrets.token_hex(4)}"
+    with signals_held():
+        remember("dir", str(work))
+        work.mkdir(mode=0o700)
     try:
         yield work
     finally:
-        remove_staging(work)
+        with signals_held():
+            remove_staging(work)
+            forget("dir", str(work))
 
 
 def remove_stale_staging(parent: Path) -> None:
-    """Remove staging directories whose builder is dead (killed, e.g. by SIGKILL)."""
+    """Release what dead builders' records list, then remove the staging directories under
+    `parent` that no running builder's record holds (killed builders', or from before a reboot)."""
+    clean_leftovers()
+    held = held_by_live_builders("dir")
     for entry in parent.glob(f"{STAGING_PREFIX}*"):
-        pid_text = entry.name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if pid_text.isdigit() and not pid_alive(int(pid_text)):
+        # A directory named after a running process is left alone too: an older clusterbake
+        # sharing this cache holds its staging directories by that name only.
+        pid = entry.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if entry.is_dir() and str(entry) not in held and not (pid.isdigit() and pid_alive(int(pid))):
             log.info("removing the leftovers of a killed build: %s", entry)
             remove_staging(entry)
 

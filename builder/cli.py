@@ -28,20 +28,19 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """The cluster file, and every role's plan rendered (profiles, GPIO, templates): seconds, no image."""
-    from builder.build import BuildRequest, plan_build, profiles_dir
+    from builder.build import plan_job, profiles_dir
     from builder.config import load_cluster
     from builder.render.platform import image_targets
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
-    for role, node in image_targets(cluster):  # secrets=False: checking must not create the cluster's munge key
-        plan_build(BuildRequest(cluster=cluster, role=role, node=node, secrets=False))
+    plan_job(cluster, image_targets(cluster), secrets=False)  # checking must not create the cluster's munge key
     print(f"{cluster.source}: {len(cluster.nodes)} nodes, roles {', '.join(cluster.roles)}: ok")
     return 0
 
 
 def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, str | None]] | None = None) -> int:
     """Build the (role, node) `targets`, or every artefact of the cluster (`image_targets`) when None."""
-    from builder.build import BuildRequest, build_images, plan_build, profiles_dir
+    from builder.build import build_job, plan_job, profiles_dir
     from builder.config import load_cluster
     from builder.config.platforms import RASPBERRY_PI
     from builder.container.pct import pct_instructions
@@ -50,12 +49,11 @@ def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, st
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
     if targets is None:
         targets = image_targets(cluster)
-    requests = [BuildRequest(cluster=cluster, role=role, node=node, secrets=not args.no_secrets,
-                             out_dir=args.out, cache=args.cache, offline=args.offline) for role, node in targets]
-    plans = [plan_build(req) for req in requests]  # every request is checked before the first one starts working
-    for req, image in zip(requests, build_images(requests, plans), strict=True):
-        if req.node is not None and cluster.node(req.node).platform != RASPBERRY_PI:
-            print(pct_instructions(cluster, cluster.node(req.node)), flush=True)
+    job = plan_job(cluster, targets, secrets=not args.no_secrets, out_dir=args.out, cache=args.cache,
+                   offline=args.offline)
+    for plan, image in zip(job.plans, build_job(job), strict=True):
+        if plan.node is not None and plan.node.platform != RASPBERRY_PI:
+            print(pct_instructions(cluster, plan.node), flush=True)
         print(image, flush=True)
     return 0
 

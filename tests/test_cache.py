@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 
 from builder.cache import recipe_key, remove_stale_staging, staging_dir
 from builder.host.procfs import mounts_under
+from builder.host.record import STATE_DIR, forget, held_by_live_builders, remember
 
 
 def test_recipe_key_ignores_order_but_not_content() -> None:
@@ -49,5 +52,44 @@ def test_staging_unmounts_before_deleting(tmp_path: Path) -> None:
             subprocess.run(["umount", target], check=False)
             raise
     assert not work.exists()
+    assert (host / "precious").read_text() == "keep me"
+    assert mounts_under(tmp_path) == []
+
+
+@pytest.mark.root
+def test_a_dead_builders_recorded_staging_dir_is_released(tmp_path: Path) -> None:
+    """The record marks a staging directory: a dead builder's is unmounted and removed, even when its
+    name says nothing of its builder; a live builder's stays, whatever its name says."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "precious").write_text("keep me")
+    parent = tmp_path / "cache"
+    orphan = parent / "staging-from-a-killed-build"
+    (orphan / "root/proc").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", host, orphan / "root/proc"], check=True)
+    record = STATE_DIR / f"{dead.stdout.strip()}.json"
+    STATE_DIR.mkdir(mode=0o700, exist_ok=True)
+    record.write_text(json.dumps({"pid": int(dead.stdout), "start": 1,
+                                  "entries": [{"kind": "dir", "value": str(orphan)}]}))
+    try:
+        with staging_dir(parent) as ours:
+            assert str(ours) in held_by_live_builders("dir")
+            disguised = parent / f"staging-{dead.stdout.strip()}-disguised"   # a dead pid in the name
+            with contextlib.ExitStack() as stack:
+                stack.callback(forget, "dir", str(disguised))
+                remember("dir", str(disguised))
+                disguised.mkdir()
+                remove_stale_staging(parent)
+                assert disguised.is_dir()
+            assert not orphan.exists() and not record.exists()
+            assert ours.is_dir()
+        assert not ours.exists() and str(ours) not in held_by_live_builders("dir")
+    finally:
+        subprocess.run(["umount", orphan / "root/proc"], check=False, capture_output=True)
+        record.unlink(missing_ok=True)
     assert (host / "precious").read_text() == "keep me"
     assert mounts_under(tmp_path) == []

@@ -9,7 +9,6 @@ cache. The raw image is decompressed from the cached archive, by temp file and r
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,8 +42,7 @@ KEY_LIMIT = 1 << 20
 
 def fetch_base(base: BaseImage, *, cluster_dir: Path, cache: Path, offline: bool = False) -> Path:
     """Return the path of the verified, decompressed raw image in the cache."""
-    # The loader normalises these; callers that build a BaseImage themselves may not have.
-    base = dataclasses.replace(base, sha256=base.sha256.lower() if base.sha256 else None)
+    # `base` is as the loader checked it: URLs of supported schemes, sha256 and fingerprints normalised.
     image = resolve("base_image.url", base.url, cluster_dir)
     compression = compression_of(image.name)
     suffix = ".img" + compression

@@ -24,7 +24,7 @@ import requests
 import urllib3
 
 from builder.acquire.sources import Source
-from builder.config.files import kind_of, read_bytes
+from builder.config.input_files import kind_of, read_bytes
 from builder.errors import ClusterbakeError, EnvironmentProblem, InputError, VerificationError
 from builder.progress import progress
 

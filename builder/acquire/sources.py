@@ -12,8 +12,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from builder.errors import InputError
-
 
 @dataclass(frozen=True)
 class Source:
@@ -38,24 +36,15 @@ class Source:
 
 
 def resolve(setting: str, ref: str, cluster_dir: Path) -> Source:
-    """Resolve `ref` (URL, file:// URL or path relative to the cluster file)."""
-    try:
-        parts = urllib.parse.urlsplit(ref)
-        parts.port  # noqa: B018 - raises ValueError for a port that is no number
-    except ValueError as exc:
-        raise InputError(f"{setting}: {ref[:80]!r} is not a valid URL ({exc})",
-                         hint=f"check {setting} in the cluster file") from None
+    """Where `ref` (URL, file:// URL or path relative to the cluster file) points.
+
+    `ref` was checked when the cluster file was loaded (builder.config.grammar.url_problem:
+    http(s) with a host, a local file:// URL, or a path); here it is only resolved.
+    """
+    parts = urllib.parse.urlsplit(ref)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
-        if not parts.hostname:
-            raise InputError(f"{setting}: {ref!r} has no host name", hint=f"check {setting} in the cluster file")
         return Source(setting, ref, url=ref)
     if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise InputError(f"{setting}: {ref!r} names a remote host; file:// URLs must be local",
-                             hint="use file:///absolute/path or http(s)://")
         return Source(setting, ref, path=Path(urllib.request.url2pathname(parts.path)))
-    if scheme:
-        raise InputError(f"{setting}: {ref!r}: unsupported URL scheme '{parts.scheme}'",
-                         hint="use http://, https://, file:// or a path relative to the cluster file")
     return Source(setting, ref, path=(cluster_dir / ref).resolve())

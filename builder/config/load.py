@@ -7,7 +7,6 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from builder.config import grammar
-from builder.config.files import read_yaml_file
 from builder.config.fileserver import check_fileserver, read_fileserver
 from builder.config.grammar import (
     FINGERPRINT_RE,
@@ -19,6 +18,7 @@ from builder.config.grammar import (
     serials_confusable,
     shown,
 )
+from builder.config.input_files import read_yaml_file
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader

@@ -23,7 +23,11 @@ BOARD_MODELS: dict[str, tuple[int, int]] = {
 
 @dataclass(frozen=True)
 class BaseImage:
-    """The Raspberry Pi OS image every build starts from, and how to trust it."""
+    """The Raspberry Pi OS image every build starts from, and how to trust it.
+
+    As the loader (builder.config.load) checked it: every URL http(s) with a host, a local
+    file:// URL or a path; sha256 lower-case; fingerprints compact and upper-case.
+    """
 
     url: str
     fingerprint: str | tuple[str, ...]      # the trust anchor: one key, or several while the publisher rotates
@@ -34,9 +38,8 @@ class BaseImage:
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
-        """The pinned fingerprints, compact and upper-case."""
-        pinned = (self.fingerprint,) if isinstance(self.fingerprint, str) else self.fingerprint
-        return tuple(f.replace(" ", "").upper() for f in pinned)
+        """The pinned fingerprints (compact and upper-case: the loader normalised them)."""
+        return (self.fingerprint,) if isinstance(self.fingerprint, str) else self.fingerprint
 
     @property
     def signing_keys(self) -> tuple[str, ...]:

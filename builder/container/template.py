@@ -28,7 +28,7 @@ log = logging.getLogger("clusterbake")
 ROLE_VERSION = 1   # bump when how a role root is made changes for the same inputs
 
 
-def build_container(cluster: Cluster, plan: RenderPlan, *, out_dir: Path, cache: Path, secrets: bool) -> Path:
+def build_container(cluster: Cluster, plan: RenderPlan, *, out_dir: Path, cache: Path) -> Path:
     """Build the template of the plan's node into out_dir; return its path."""
     assert plan.node is not None, "a container is built for one node"
     final = out_dir / template_name(cluster, plan.node)
@@ -39,7 +39,7 @@ def build_container(cluster: Cluster, plan: RenderPlan, *, out_dir: Path, cache:
     with step(f"Template {final.name}"), staging_dir(cache / FOLDER) as work, atomic_output(final) as tmp:
         root = work / "root"
         unpack_root(role_root, root)
-        provision_root(DirectoryRoot(root), plan, cluster, secrets=secrets)
+        provision_root(DirectoryRoot(root), plan, cluster)
         pack_root(root, tmp, compress=True)
     return final
 

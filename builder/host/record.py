@@ -1,9 +1,10 @@
 """What a build holds on the host, written down so that a SIGKILLed build can be cleaned up later.
 
 Each process keeps one JSON file, /run/clusterbake/<pid>.json, listing its loop devices, mounts,
-scratch directories and partial output files while it holds them. A record whose process is
-gone (or whose pid now belongs to another process) is a leftover, released by
-`builder.host.recovery.clean_leftovers()`.
+scratch and cache staging directories and partial output files while it holds them. A record
+whose process is gone (or whose pid now belongs to another process) is a leftover, released by
+`builder.host.recovery.clean_leftovers()`; a staging directory no running builder's record holds
+(its builder was killed, or a reboot emptied /run) is one too (`builder.cache`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def record_is_live(record: dict[str, Any]) -> bool:
     """Does the process that wrote `record` still run (the same process, not a reused pid)?"""
     pid = record.get("pid")
     return isinstance(pid, int) and pid_alive(pid, record.get("start"))
+
+
+def held_by_live_builders(kind: str) -> set[str]:
+    """The resources of `kind` that the records of running builders (this one included) hold."""
+    if not STATE_DIR.is_dir():
+        return set()
+    held: set[str] = set()
+    for path in STATE_DIR.glob("*.json"):
+        record = load_record(path)
+        if record and record_is_live(record):
+            held.update(str(e.get("value")) for e in record.get("entries", []) if e.get("kind") == kind)
+    return held
 
 
 def _save(entries: list[dict[str, str]]) -> None:

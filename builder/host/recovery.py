@@ -42,12 +42,13 @@ def clean_leftovers() -> list[str]:
 def _release_entries(entries: list[dict[str, Any]], *, source: Path) -> list[str]:
     done: list[str] = []
     failed: list[str] = []
-    recorded_mounts = [Path(e["value"]) for e in entries if e.get("kind") == "mount"]
-    for mount in recorded_mounts:
-        done += [f"killed process {pid} chrooted in {mount}" for pid in kill_processes_in(mount)]
-    # Unmount everything at or below a recorded mount point, most recent first.
+    # Mount points and directories (a staging directory holds debootstrap's /proc and /dev mounts).
+    holders = [Path(e["value"]) for e in entries if e.get("kind") in ("mount", "dir")]
+    for holder in holders:
+        done += [f"killed process {pid} chrooted in {holder}" for pid in kill_processes_in(holder)]
+    # Unmount everything at or below a recorded mount point or directory, most recent first.
     for point in reversed(mount_points()):
-        if any(is_at_or_below(point, m) for m in recorded_mounts):
+        if any(is_at_or_below(point, h) for h in holders):
             if run(["umount", point], label="umount", check=False).returncode == 0:
                 done.append(f"unmounted {point}")
             else:

@@ -12,6 +12,7 @@ host's ids differ (munge is 990 in the image and something else, or nothing, on 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import stat
 from collections import deque
@@ -162,6 +163,13 @@ def symlink(root: Path, path: str, target: str, *, uid: int = 0, gid: int = 0) -
     return root.joinpath(*parts)
 
 
+def read_link(root: Path, path: str) -> str:
+    """The target of the symlink `path` inside the image, as written (the link is not followed)."""
+    parts = _relative(root, path, follow_final=False)
+    with _directory_fd(root, parts[:-1]) as dirfd:
+        return os.readlink(parts[-1], dir_fd=dirfd)
+
+
 def remove(root: Path, path: str) -> bool:
     """Remove a file or symlink (not followed) inside the image; False when it wasn't there."""
     parts = _relative(root, path, follow_final=False)
@@ -171,6 +179,54 @@ def remove(root: Path, path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def rewrite(root: Path, path: str, data: bytes) -> Path:
+    """Replace the content of the regular file `path`, keeping its mode and owner."""
+    parts = _relative(root, path)
+    try:
+        with _directory_fd(root, parts[:-1]) as dirfd:
+            info = os.stat(parts[-1], dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError as exc:
+        raise InputError(f"{path}: no such file in the image") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{path}: is not a regular file inside the image")
+    return write_file(root, path, data, mode=stat.S_IMODE(info.st_mode), uid=info.st_uid, gid=info.st_gid)
+
+
+def glob(root: Path, pattern: str) -> list[tuple[str, os.stat_result]]:
+    """The entries matching an absolute `pattern` whose last component alone may hold wildcards,
+    as (path inside the image, lstat) in name order; links are listed, not followed."""
+    parent, _, name = pattern.rpartition("/")
+    found = []
+    for entry, info in _listing(root, parent or "/"):
+        if fnmatch.fnmatchcase(entry, name):
+            found.append((f"{parent}/{entry}", info))
+    return found
+
+
+def walk(root: Path, top: str = "/") -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry below `top` that is no directory (files, links, devices), as (path inside the
+    image, lstat): a directory's entries in name order, then its subdirectories'. No link is
+    followed, neither to a file nor to a directory; `top` itself being a link gives nothing."""
+    top = "/" + "/".join(_parts(top))
+    files: list[tuple[str, os.stat_result]] = []
+    subdirs: list[tuple[str, os.stat_result]] = []
+    for name, info in _listing(root, top):
+        (subdirs if stat.S_ISDIR(info.st_mode) else files).append((f"{top.rstrip('/')}/{name}", info))
+    yield from files
+    for path, _info in subdirs:
+        yield from walk(root, path)
+
+
+def _listing(root: Path, path: str) -> list[tuple[str, os.stat_result]]:
+    """(name, lstat) of each entry of the directory `path`, sorted; [] when it is no directory."""
+    host = resolve(root, path, follow_final=False)
+    if not os.path.isdir(host) or os.path.islink(host):
+        return []
+    parts = list(host.relative_to(root).parts)
+    with _directory_fd(root, parts) as dirfd:
+        return sorted((name, os.stat(name, dir_fd=dirfd, follow_symlinks=False)) for name in os.listdir(dirfd))
 
 
 def exists(root: Path, path: str) -> bool:

@@ -1,7 +1,9 @@
 """A root filesystem as the provisioning steps see it, whether it lives in an image or a directory.
 
-`ImageRoot` is what accounts, files, services and packages need: paths resolved inside the root
-(never following a link out of it), owners looked up in its own passwd/group, and a chroot.
+`ImageRoot` is what accounts, files, services, packages and a release's checks need: paths
+resolved inside the root (never following a link out of it), files read, written, rewritten,
+listed by glob and walked without following links, owners looked up in its own passwd/group,
+and a chroot.
 `OpenImage` (an SD-card image's mounted root) has it; `DirectoryRoot` is a plain directory, such
 as the unpacked root of a Proxmox container template, which has no boot partition.
 """
@@ -9,6 +11,8 @@ as the unpacked root of a Proxmox container template, which has no boot partitio
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +32,10 @@ class ImageRoot(Protocol):
     def make_dir(self, path: str, *, mode: int = 0o755, owner: str = "root", group: str = "root") -> Path: ...
     def remove(self, path: str) -> bool: ...
     def exists(self, path: str) -> bool: ...
+    def rewrite(self, path: str, data: bytes) -> Path: ...
+    def read_link(self, path: str) -> str: ...
+    def glob(self, pattern: str) -> list[tuple[str, os.stat_result]]: ...
+    def walk(self, top: str = "/") -> Iterator[tuple[str, os.stat_result]]: ...
     def chroot(self, *, apt_cache: Path | None = None,
                apt_lists: Path | None = None) -> contextlib.AbstractContextManager[Chroot]: ...
 
@@ -64,6 +72,21 @@ class DirectoryRoot:
 
     def exists(self, path: str) -> bool:
         return rootfs.exists(self.root, path)
+
+    def rewrite(self, path: str, data: bytes) -> Path:
+        """New content for an existing regular file; its mode and owner stay."""
+        return rootfs.rewrite(self.root, path, data)
+
+    def read_link(self, path: str) -> str:
+        return rootfs.read_link(self.root, path)
+
+    def glob(self, pattern: str) -> list[tuple[str, os.stat_result]]:
+        """(path, lstat) of the entries matching `pattern` (wildcards in its last component only)."""
+        return rootfs.glob(self.root, pattern)
+
+    def walk(self, top: str = "/") -> Iterator[tuple[str, os.stat_result]]:
+        """(path, lstat) of every entry below `top` that is no directory; no link followed."""
+        return rootfs.walk(self.root, top)
 
     def symlink(self, path: str, target: str) -> Path:
         return rootfs.symlink(self.root, path, target)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from builder.config.model import Cluster
+from builder.config.model import User
 from builder.errors import InputError
 from builder.image import Chroot
 from builder.image.tree import ImageRoot
@@ -17,21 +17,21 @@ def _entries(img: ImageRoot, path: str) -> dict[str, list[str]]:
     return {line.split(":", 1)[0]: line.split(":") for line in text.splitlines() if line and not line.startswith("#")}
 
 
-def create_users(img: ImageRoot, chroot: Chroot, cluster: Cluster, *, passwords: bool = True) -> None:
+def create_users(img: ImageRoot, chroot: Chroot, users: Sequence[User], *, cluster_file: str) -> None:
     """Create the cluster's users and groups with their fixed ids; refuse an id the image already uses.
 
     Everything is checked before anything is changed; groups come before users (a user may be
     in another cluster user's group). Password hashes go to `chpasswd -e` on stdin, never on a
-    command line, where logs, error messages and /proc would show them. `passwords=False`
-    (release images) leaves every account without a password hash: SSH keys only.
+    command line, where logs, error messages and /proc would show them. A release plan's users
+    have no password hash: SSH keys only. `cluster_file` names the file messages blame.
     """
-    if not cluster.users:
+    if not users:
         return
     passwd = _entries(img, "/etc/passwd")
     groups = _entries(img, "/etc/group")
-    known_groups = set(groups) | {u.name for u in cluster.users}
-    for i, user in enumerate(cluster.users):
-        where = f"{cluster.source.name}: users[{i}]"
+    known_groups = set(groups) | {u.name for u in users}
+    for i, user in enumerate(users):
+        where = f"{cluster_file}: users[{i}]"
         if user.name in passwd:
             raise InputError(f"{where}.name: user {user.name!r} already exists in the base image",
                              hint="choose another name; the base image's accounts are not changed")
@@ -43,17 +43,17 @@ def create_users(img: ImageRoot, chroot: Chroot, cluster: Cluster, *, passwords:
             raise InputError(f"{where}.groups: {', '.join(missing)} do not exist in the image",
                              hint="use groups the base image has (e.g. sudo, adm) or remove them")
     created: set[int] = set()
-    for user in cluster.users:
+    for user in users:
         if user.name not in groups and user.gid not in created:
             chroot.run(["groupadd", "--gid", str(user.gid), user.name])
             created.add(user.gid)
-    for user in cluster.users:
+    for user in users:
         argv = ["useradd", "--uid", str(user.uid), "--gid", str(user.gid), "--create-home", "--shell", user.shell]
         if user.groups:
             argv += ["--groups", ",".join(user.groups)]
         chroot.run([*argv, user.name])
-    hashes = "".join(f"{u.name}:{u.password_hash}\n" for u in cluster.users if u.password_hash)
-    if hashes and passwords:
+    hashes = "".join(f"{u.name}:{u.password_hash}\n" for u in users if u.password_hash)
+    if hashes:
         chroot.run(["chpasswd", "--encrypted"], input=hashes.encode())
 
 

@@ -105,11 +105,9 @@ def lists_name(arch: str, sources: Mapping[str, str], day: str) -> str:
 def image_sources(img: ImageRoot) -> dict[str, str]:
     """What decides which lists apt fetches: each sources file's text, and dpkg's foreign architectures."""
     sources = {path: _text(img, path) for path in (SOURCES_FILE, FOREIGN_ARCHES)}
-    folder = img.resolve(SOURCES_DIR)
-    if folder.is_dir():
-        for name in sorted(os.listdir(folder)):
-            if name.endswith((".list", ".sources")):
-                sources[f"{SOURCES_DIR}/{name}"] = _text(img, f"{SOURCES_DIR}/{name}")
+    for path, _info in img.glob(f"{SOURCES_DIR}/*"):
+        if path.endswith((".list", ".sources")):
+            sources[path] = _text(img, path)
     return sources
 
 

@@ -6,21 +6,21 @@ from builder.config.model import Cluster
 from builder.image.tree import ImageRoot
 from builder.progress import step
 from builder.provision.accounts import check_sudoers, create_users
-from builder.provision.files import remove_paths, write_files
+from builder.provision.rendered_files import remove_paths, write_files
 from builder.provision.services import set_services
 from builder.render import RenderPlan
 
 
-def provision_root(root: ImageRoot, plan: RenderPlan, cluster: Cluster, *, secrets: bool = True) -> None:
+def provision_root(root: ImageRoot, plan: RenderPlan, cluster: Cluster) -> None:
     """Accounts, rendered files and services.
 
     Accounts come first (files are owned by them and live in their homes), the units the
-    plan ships are written before services are enabled. Without secrets (release images)
-    accounts get no password hash.
+    plan ships are written before services are enabled. A plan without secrets (release
+    images) gives the accounts no password hash.
     """
     with root.chroot() as chroot:
         with step("Accounts"):
-            create_users(root, chroot, cluster, passwords=secrets)
+            create_users(root, chroot, plan.users, cluster_file=cluster.source.name)
         with step(f"Write {len(plan.files)} rendered files"):
             remove_paths(root, plan.remove)
             write_files(root, plan.files)

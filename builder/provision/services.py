@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
@@ -18,7 +18,7 @@ def unit_exists(img: ImageRoot, unit: str) -> bool:
     name = unit if "." in unit else f"{unit}.service"
     # An instance (getty@tty1.service) exists when its template (getty@.service) does.
     template = re.sub(r"@[^.]+\.", "@.", name)
-    return any(img.resolve(f"{d}/{n}").exists() for d in UNIT_DIRS for n in {name, template})
+    return any(img.exists(f"{d}/{n}") for d in UNIT_DIRS for n in {name, template})
 
 
 def set_services(img: ImageRoot, chroot: Chroot, *, enable: Sequence[str], disable: Sequence[str],
@@ -53,16 +53,15 @@ def remove_leftover_links(img: ImageRoot, unit: str) -> list[str]:
     cannot find, and the dangling links would still name it as wanted at boot.
     """
     top = "/etc/systemd/system"
-    candidates = [f"{top}/{p.parent.name}/{p.name}" for p in img.resolve(top).glob("*.*/*")
-                  if p.parent.name.endswith((".wants", ".requires"))]
-    candidates += [f"{top}/{p.name}" for p in img.resolve(top).iterdir()]
+    entries = img.glob(f"{top}/*")
+    for folder, info in list(entries):
+        if stat.S_ISDIR(info.st_mode) and folder.endswith((".wants", ".requires")):
+            entries += img.glob(f"{folder}/*")
     removed = []
-    for path in candidates:
-        folder, _, name = path.rpartition("/")
-        target = img.resolve(folder) / name  # the link itself, not what it points at
-        if not target.is_symlink():
+    for path, info in entries:
+        if not stat.S_ISLNK(info.st_mode):
             continue
-        pointed = os.readlink(target)
+        pointed = img.read_link(path)
         if PurePosixPath(pointed).name == unit and pointed.startswith("/") and not img.exists(pointed):
             img.remove(path)
             removed.append(path)

@@ -18,10 +18,10 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from builder.build import BuildRequest, build_from_plan, plan_build
+from builder.build import BuildJob, build_from_plan, plan_job
 from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
@@ -70,16 +70,15 @@ def make_release(req: ReleaseRequest) -> Path:
     signer = release_signer(req.key)
     for tool in ("xz", "bmaptool", *(("zstd",) if req.zstd else ())):
         require_tool(tool)
-    builds = [BuildRequest(cluster=req.cluster, role=role, secrets=False, cache=req.cache, offline=req.offline)
-              for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
-    plans = [plan_build(build) for build in builds]   # every role is checked before the first one is built
+    roles = [(role, node) for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
+    job = plan_job(req.cluster, roles, secrets=False, cache=req.cache, offline=req.offline)
     epoch = source_date_epoch()
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
     dist = req.dist.resolve()
     base_url = req.base_url or dist.as_uri()
     with step(f"Release {req.cluster.name} {date} → {dist}"), staged_release(dist) as work:
-        produced = [publish_role(build, work, epoch=epoch, date=date, fast=req.fast, zstd=req.zstd,
-                                 base_url=base_url, plan=plan) for build, plan in zip(builds, plans, strict=True)]
+        produced = [publish_role(job, plan, work, epoch=epoch, date=date, fast=req.fast, zstd=req.zstd,
+                                 base_url=base_url) for plan in job.plans]
         write_os_list(work / OS_LIST, [p.entry for p in produced])
         names = [name for p in produced for name in p.files] + [OS_LIST]
         with step("SHA256SUMS and its signature"):
@@ -94,12 +93,12 @@ def sign_sums(signer: Signer, sums: Path) -> Path:
     return signature
 
 
-def publish_role(build: BuildRequest, work: Path, *, epoch: int, date: str, fast: bool, zstd: bool,
-                 base_url: str, plan: RenderPlan | None = None) -> RoleArtefacts:
-    """One role: the build without secrets, with the release's steps inside the same open image
-    (reproducible, free of secrets, described by its manifest), then the files for dist/."""
-    cluster, role = build.cluster, str(build.role)
-    plan = plan or plan_build(build)
+def publish_role(job: BuildJob, plan: RenderPlan, work: Path, *, epoch: int, date: str, fast: bool, zstd: bool,
+                 base_url: str) -> RoleArtefacts:
+    """One role of a job planned without secrets: its build, with the release's steps inside the
+    same open image (reproducible, free of secrets, described by its manifest), then the files for dist/."""
+    assert not plan.secrets, "a release image is planned without secrets"
+    cluster, role = job.cluster, plan.role
     stem = f"{cluster.name}-{role}-{date}"
     manifest: dict[str, object] = {}
 
@@ -117,8 +116,7 @@ def publish_role(build: BuildRequest, work: Path, *, epoch: int, date: str, fast
             discard_free_blocks(img.root)
 
     raw_dir = work / ".raw"
-    built = build_from_plan(BuildRequest(cluster=cluster, role=role, secrets=False, out_dir=raw_dir,
-                                         cache=build.cache, offline=build.offline), plan, release_steps)
+    built = build_from_plan(replace(job, out_dir=raw_dir), plan, release_steps)
     image = built.path.rename(raw_dir / f"{stem}.img")
     extract_size, extract_sha256 = image.stat().st_size, sha256_file(image)
     manifest["image_size"], manifest["image_sha256"] = extract_size, extract_sha256

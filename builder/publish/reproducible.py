@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
-from pathlib import Path
 
 from builder.errors import InputError
-from builder.image import OpenImage
+from builder.image.tree import ImageRoot
 
 log = logging.getLogger("clusterbake")
 
-# Files (globs, relative to the root) whose content is a record of when the build ran.
+# Files (globs in their last component) whose content is a record of when the build ran.
 CHURN = (
-    "var/cache/ldconfig/aux-cache",
-    "var/cache/apt/*.bin",
-    "var/cache/debconf/*-old",
-    "var/lib/dpkg/*-old",
-    "etc/*-",
+    "/var/cache/ldconfig/aux-cache",
+    "/var/cache/apt/*.bin",
+    "/var/cache/debconf/*-old",
+    "/var/lib/dpkg/*-old",
+    "/etc/*-",
 )
 
 
@@ -46,43 +46,29 @@ def source_date_epoch() -> int:
     return int(text)
 
 
-def make_reproducible(img: OpenImage, epoch: int) -> None:
-    root = img.root
+def make_reproducible(img: ImageRoot, epoch: int) -> None:
     removed = 0
     for pattern in CHURN:
-        for path in root.glob(pattern):
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
+        for path, info in img.glob(pattern):
+            if stat.S_ISREG(info.st_mode):
+                img.remove(path)
                 removed += 1
-    removed += _empty_logs(root / "var" / "log")
+    for path, info in img.walk("/var/log"):
+        if stat.S_ISREG(info.st_mode):
+            img.remove(path)
+            removed += 1
     _pin_shadow_dates(img, epoch // 86400)
     log.info("  removed %d build-time records (logs, caches)", removed)
 
 
-def _empty_logs(log_dir: Path) -> int:
-    removed = 0
-    if not log_dir.is_dir() or log_dir.is_symlink():
-        return 0
-    for directory, _dirs, files in os.walk(log_dir):
-        for name in files:
-            path = Path(directory) / name
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
-                removed += 1
-    return removed
-
-
-def _pin_shadow_dates(img: OpenImage, day: int) -> None:
+def _pin_shadow_dates(img: ImageRoot, day: int) -> None:
     """Field 3 of /etc/shadow: days since 1970 of the last password change; made by the build's clock."""
     if not img.exists("/etc/shadow"):
         return
-    info = img.resolve("/etc/shadow").stat()
     lines = []
     for line in img.read_file("/etc/shadow").decode().splitlines():
         fields = line.split(":")
         if len(fields) >= 3 and fields[2].isdigit():
             fields[2] = str(day)
         lines.append(":".join(fields))
-    img.resolve("/etc/shadow").write_text("\n".join(lines) + "\n")
-    os.chown(img.resolve("/etc/shadow"), info.st_uid, info.st_gid)
-    os.chmod(img.resolve("/etc/shadow"), info.st_mode & 0o7777)
+    img.rewrite("/etc/shadow", ("\n".join(lines) + "\n").encode())

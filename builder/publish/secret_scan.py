@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import os
 import re
 import stat
-from pathlib import Path
 
 from builder.image import OpenImage
+from builder.image.tree import ImageRoot
 
 # A whole PEM block (header, base64 lines, matching footer): programs such as ssh-keygen hold the
 # bare header as a string, which is no key.
@@ -44,47 +43,46 @@ def shadow_hashes(text: str) -> list[str]:
     return found
 
 
-def packaged_md5s(root: Path) -> dict[str, str]:
+def packaged_md5s(tree: ImageRoot) -> dict[str, str]:
     """/path → MD5 of every file installed by a package, from the image's dpkg database."""
     found: dict[str, str] = {}
-    for listing in sorted((root / "var/lib/dpkg/info").glob("*.md5sums")):
-        for line in listing.read_text(errors="replace").splitlines():
+    for listing, info in tree.glob("/var/lib/dpkg/info/*.md5sums"):
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        for line in tree.read_file(listing).decode(errors="replace").splitlines():
             digest, _, path = line.partition("  ")
             if path:
                 found["/" + path] = digest
     return found
 
 
-def _shipped_verbatim(path: Path, rel: str, packaged: dict[str, str]) -> bool:
-    expected = packaged.get("/" + rel)
-    return expected is not None and hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest() == expected
-
-
-def secrets_in_tree(root: Path) -> list[str]:
-    """Problems found under a host directory holding a root filesystem (or a boot partition's files)."""
+def secrets_in_tree(tree: ImageRoot) -> list[str]:
+    """Problems found in a root filesystem (an image's, or any directory's), read through its safe file layer."""
     problems = []
-    packaged = packaged_md5s(root)
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(directory) / name
-            rel = path.relative_to(root).as_posix()
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_NAMES):
-                problems.append(f"/{rel}: a secret by its name")
-                continue
-            info = path.lstat()
-            if not stat.S_ISREG(info.st_mode):
-                continue
-            if rel in SHADOW_FILES:
-                users = shadow_hashes(path.read_text(errors="replace"))
-                if users:
-                    problems.append(f"/{rel}: password hash for {', '.join(users)}")
-            if name == "slurmdbd.conf" and DB_PASSWORD.search(path.read_bytes()):
-                problems.append(f"/{rel}: holds slurmdbd's database password (StoragePass)")
-            if info.st_size <= SCAN_LIMIT and PRIVATE_KEY.search(path.read_bytes()) \
-                    and not _shipped_verbatim(path, rel, packaged):
-                problems.append(f"/{rel}: contains a private key")
+    packaged = packaged_md5s(tree)
+    for path, info in tree.walk("/"):
+        name = path.rsplit("/", 1)[-1]
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_NAMES):
+            problems.append(f"{path}: a secret by its name")
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        if path[1:] in SHADOW_FILES:
+            users = shadow_hashes(tree.read_file(path).decode(errors="replace"))
+            if users:
+                problems.append(f"{path}: password hash for {', '.join(users)}")
+        if name == "slurmdbd.conf" and DB_PASSWORD.search(tree.read_file(path)):
+            problems.append(f"{path}: holds slurmdbd's database password (StoragePass)")
+        if info.st_size <= SCAN_LIMIT:
+            data = tree.read_file(path)
+            if PRIVATE_KEY.search(data) and not _shipped_verbatim(data, path, packaged):
+                problems.append(f"{path}: contains a private key")
     return problems
+
+
+def _shipped_verbatim(data: bytes, path: str, packaged: dict[str, str]) -> bool:
+    expected = packaged.get(path)
+    return expected is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() == expected
 
 
 def secrets_on_boot(img: OpenImage) -> list[str]:
@@ -102,4 +100,4 @@ def secrets_on_boot(img: OpenImage) -> list[str]:
 
 
 def find_secrets(img: OpenImage) -> list[str]:
-    return secrets_in_tree(img.root) + secrets_on_boot(img)
+    return secrets_in_tree(img) + secrets_on_boot(img)

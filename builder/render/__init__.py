@@ -4,10 +4,10 @@ Pure: reads the repository's data (and the secrets directory), writes nothing in
 """
 
 from builder.render.configtxt import apply_cmdline, apply_config_txt
-from builder.render.files import ImageFile
+from builder.render.image_file import ImageFile
+from builder.render.munge_key import munge_key
 from builder.render.plan import RenderPlan, render_plan
 from builder.render.profiles import Profile, load_profile
-from builder.render.secrets import munge_key
 
 __all__ = ["ImageFile", "Profile", "RenderPlan", "apply_cmdline", "apply_config_txt", "load_profile", "munge_key",
            "render_plan"]

@@ -25,8 +25,8 @@ from typing import Any
 
 from builder.config.model import Cluster, Node, User
 from builder.render.hostlist import hostlist, node_groups
+from builder.render.munge_key import slurmdbd_password
 from builder.render.profiles import Profile
-from builder.render.secrets import slurmdbd_password
 
 
 def node_values(cluster: Cluster, node: Node) -> dict[str, Any]:

@@ -22,13 +22,13 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 
-from builder.config.files import FILE_LIMIT, TEMPLATE_LIMIT, kind_of, read_bytes, read_text
 from builder.config.grammar import control_problem, shown
+from builder.config.input_files import FILE_LIMIT, TEMPLATE_LIMIT, kind_of, read_bytes, read_text
 from builder.config.load import read_yaml
 from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.error_labels import labelled
-from builder.render.files import ImageFile
+from builder.render.image_file import ImageFile
 from builder.render.sandbox import sandbox
 
 MANIFEST = "manifest.yaml"

@@ -13,20 +13,20 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from builder.config.grammar import shown
-from builder.config.model import Cluster, Node
+from builder.config.model import Cluster, Node, User
 from builder.errors import InputError
 from builder.render.context import NFS_SERVER_UNIT, build_context
-from builder.render.files import ImageFile
 from builder.render.gpio import warn_pi5_power_button
+from builder.render.image_file import ImageFile
+from builder.render.munge_key import munge_key
 from builder.render.overlays import Templates, render_overlay
 from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
-from builder.render.secrets import munge_key
 from builder.render.sudoers import sudoers_files
 
 log = logging.getLogger("clusterbake")
@@ -61,6 +61,13 @@ class RenderPlan:
     boot_files: tuple[tuple[str, bytes], ...]   # (name, data) for the FAT partition
     grow_mib: int
     profile: Profile
+    secrets: bool                               # the secrets policy: munge key and password hashes baked in
+    users: tuple[User, ...] = field(repr=False)  # the cluster's accounts, password hashes only with `secrets`
+
+    @property
+    def target(self) -> str:
+        """The node the image is for, else its role: what the image file is named after."""
+        return self.node.name if self.node is not None else self.role
 
     @property
     def source(self) -> str:
@@ -150,6 +157,8 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         boot_files=tuple(sorted(boot)),
         grow_mib=profile.grow_mib,
         profile=profile,
+        secrets=secrets,
+        users=cluster.users if secrets else tuple(replace(u, password_hash=None) for u in cluster.users),
     )
     return plan if platform.boot_partition else replace(plan, **NO_BOOT_EDITS)
 

@@ -27,7 +27,7 @@ from typing import Any
 from builder.config.model import Cluster, Node
 from builder.config.platforms import PROXMOX_LXC, RASPBERRY_PI
 from builder.errors import InputError
-from builder.render.files import ImageFile
+from builder.render.image_file import ImageFile
 from builder.render.profiles import Profile
 
 

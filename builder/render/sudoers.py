@@ -11,7 +11,7 @@ The file name follows Raspberry Pi OS's own `010_pi-nopasswd`.
 from __future__ import annotations
 
 from builder.config.model import Cluster, User
-from builder.render.files import ImageFile
+from builder.render.image_file import ImageFile
 
 SUDOERS_DIR = "/etc/sudoers.d"
 

@@ -10,7 +10,7 @@ import pytest
 from builder.build import BuildRequest, plan_build
 from builder.config import load_cluster
 from builder.image import open_image
-from builder.provision.files import apply_boot_edits
+from builder.provision.rendered_files import apply_boot_edits
 from tests.build.conftest import Lab
 from tests.build.image_reader import ImageReader, config_sections, sh
 

@@ -12,6 +12,7 @@ import pytest
 
 from builder.config.model import Node
 from builder.errors import VerificationError
+from builder.image.tree import DirectoryRoot
 from builder.publish.bmap import read_bmap
 from builder.publish.imager import device_tags
 from builder.publish.manifest import installed_packages
@@ -88,7 +89,7 @@ def test_secret_scan_of_a_tree(tmp_path: Path) -> None:
     (tmp_path / "usr/bin/ssh-keygen").write_bytes(b"\0-----BEGIN OPENSSH PRIVATE KEY-----\0\n-----END OPENSSH")
     (tmp_path / "etc/slurm").mkdir()
     (tmp_path / "etc/slurm/slurmdbd.conf").write_text("StorageUser=slurm\n# No StoragePass in a release image\n")
-    assert secrets_in_tree(tmp_path) == []
+    assert secrets_in_tree(DirectoryRoot(tmp_path)) == []
     (tmp_path / "etc/munge/munge.key").write_bytes(b"k" * 1024)
     (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("x")
     (tmp_path / "etc/shadow").write_text("root:$6$salt$hash:1:0:99999:7:::\n")
@@ -102,7 +103,7 @@ def test_secret_scan_of_a_tree(tmp_path: Path) -> None:
     (tmp_path / "var/lib/dpkg/info").mkdir(parents=True)
     digest = hashlib.md5((tmp_path / "etc/tls.pem").read_bytes()).hexdigest()
     (tmp_path / "var/lib/dpkg/info/libtls1:arm64.md5sums").write_text(f"{digest}  usr/lib/libtls.so\n")
-    assert secrets_in_tree(tmp_path) == [
+    assert secrets_in_tree(DirectoryRoot(tmp_path)) == [
         "/etc/shadow: password hash for root",
         "/etc/tls.pem: contains a private key",
         "/etc/munge/munge.key: a secret by its name",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import stat
 from collections.abc import Sequence
 
 from builder.image import OpenImage
@@ -22,12 +22,9 @@ def write_files(img: ImageRoot, files: Sequence[ImageFile]) -> None:
 def remove_paths(img: ImageRoot, patterns: Sequence[str]) -> None:
     """Delete files matching absolute globs (only the last component may hold wildcards)."""
     for pattern in patterns:
-        parent, _, name = pattern.rpartition("/")
-        if not img.exists(parent or "/"):
-            continue
-        for entry in img.resolve(parent or "/").iterdir():
-            if fnmatch.fnmatchcase(entry.name, name) and not entry.is_dir():
-                img.remove(f"{parent}/{entry.name}")
+        for path, info in img.glob(pattern):
+            if not stat.S_ISDIR(info.st_mode):
+                img.remove(path)
 
 
 def apply_boot_edits(img: OpenImage, plan: RenderPlan) -> None:
