@@ -3,21 +3,14 @@ nodes as the cluster user, and Prometheus seeing every node's exporter."""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Mapping
 
-from tests.boot.checks import wait_for
 from tests.boot.machines import Machine
-from tests.cluster.checks import Inventory
+from tests.cluster.checks import Inventory, prometheus_targets_up
 
 MPI_HELLO = ["python3", "-m", "mpi4py.bench", "helloworld"]
-PROMETHEUS_TARGETS = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
-                      "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
-                      "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
-                      "for t in r['data']['activeTargets']}))")
-
 
 def check_shared_home(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:
     """A job on one compute node writes into $HOME; a job on the other reads it back."""
@@ -60,18 +53,8 @@ def check_ssh_between_nodes(machines: Mapping[str, Machine], inv: Inventory) -> 
 
 def check_monitoring(machines: Mapping[str, Machine], inv: Inventory, server: str, timeout: float = 180) -> list[str]:
     """Prometheus on `server` reports every node's exporter up."""
-    seen: dict[str, str] = {}
-
-    def all_up() -> bool:
-        nonlocal seen
-        out = machines[server].ssh(["python3", "-c", PROMETHEUS_TARGETS], timeout=60)
-        try:
-            seen = json.loads(out.stdout)
-        except ValueError:
-            return False
-        return all(seen.get(name) == "up" for name in inv.addresses)
-
-    if wait_for(all_up, timeout, interval=5):
+    up, seen = prometheus_targets_up(lambda argv: machines[server].ssh(argv, timeout=60).stdout, inv, timeout)
+    if up:
         return []
     return [f"{server}: prometheus.service reports {seen or 'nothing'}, expected every node up: "
             f"{sorted(inv.addresses)}"]

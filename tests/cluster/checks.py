@@ -166,25 +166,36 @@ def check_mpi(cluster: Cluster, inv: Inventory, user: str) -> tuple[list[str], s
 def check_monitoring(cluster: Cluster, inv: Inventory, server: str) -> list[str]:
     """Prometheus on `server` scrapes every node's exporter and finds it up."""
     node = cluster.node(server)
-    query = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
-             "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
-             "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
-             "for t in r['data']['activeTargets']}))")
+    up, seen = prometheus_targets_up(lambda argv: node.run(argv, check=False, timeout=60).stdout, inv, PROMETHEUS_WAIT)
+    if up:
+        return []
+    return [f"monitoring: Prometheus on {server} reports {seen or 'nothing'}, expected every node up: "
+            f"{sorted(inv.addresses)}"]
+
+
+# Run on Prometheus's node: each active target's node label (or job) and its health, as JSON.
+PROMETHEUS_TARGETS = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
+                      "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
+                      "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
+                      "for t in r['data']['activeTargets']}))")
+
+
+def prometheus_targets_up(ask: Callable[[list[str]], str], inv: Inventory,
+                          timeout: float) -> tuple[bool, dict[str, str]]:
+    """Whether Prometheus (asked by running `ask(argv)` on its node) finds every node's exporter up
+    within `timeout`, and what it reported last (the namespace test and the VM test share this)."""
     seen: dict[str, str] = {}
 
     def all_up() -> bool:
         nonlocal seen
-        out = node.run(["python3", "-c", query], check=False, timeout=60)
         try:
-            seen = json.loads(out.stdout)
+            seen = json.loads(ask(["python3", "-c", PROMETHEUS_TARGETS]))
         except ValueError:
             return False
         return all(seen.get(name) == "up" for name in inv.addresses)
 
-    if wait_for(all_up, PROMETHEUS_WAIT, interval=5):
-        return []
-    return [f"monitoring: Prometheus on {server} reports {seen or 'nothing'}, expected every node up: "
-            f"{sorted(inv.addresses)}"]
+    up = wait_for(all_up, timeout, interval=5)
+    return up, seen
 
 
 def running(node: Node) -> list[str]:
