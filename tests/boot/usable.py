@@ -3,14 +3,12 @@ nodes as the cluster user, and Prometheus seeing every node's exporter."""
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Mapping
 
 from tests.boot.machines import Machine
-from tests.cluster.checks import Inventory, prometheus_targets_up
+from tests.cluster.checks import Inventory, mpi_hello_problem, mpi_hello_srun, prometheus_targets_up
 
-MPI_HELLO = ["python3", "-m", "mpi4py.bench", "helloworld"]
 
 def check_shared_home(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:
     """A job on one compute node writes into $HOME; a job on the other reads it back."""
@@ -28,17 +26,10 @@ def check_shared_home(machines: Mapping[str, Machine], inv: Inventory) -> list[s
 
 def check_mpi(machines: Mapping[str, Machine], inv: Inventory) -> tuple[list[str], str]:
     """`srun -N2 --mpi=pmix` runs the MPI hello world with one rank on each compute node."""
-    head = machines[inv.controller]
     want = sorted(inv.compute)
-    srun = head.ssh(["srun", "-N2", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(want), *MPI_HELLO],
-                    timeout=300)
-    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", srun.stdout)
-    good = (sorted(h for _, _, h in ranks) == want and sorted(r for r, _, _ in ranks) == ["0", "1"]
-            and {size for _, size, _ in ranks} == {"2"})
-    if srun.returncode != 0 or not good:
-        return [f"{inv.controller}: srun --mpi=pmix MPI hello world gave ranks {ranks} (exit {srun.returncode}, "
-                f"{(srun.stderr or srun.stdout).strip()[-400:]}), expected one of 2 on each of {want}"], srun.stdout
-    return [], srun.stdout
+    srun = machines[inv.controller].ssh(mpi_hello_srun(want), timeout=300)
+    problem = mpi_hello_problem(srun.returncode, srun.stdout, srun.stderr, want)
+    return ([f"{inv.controller}: {problem}"] if problem else []), srun.stdout
 
 
 def check_ssh_between_nodes(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:

@@ -149,18 +149,27 @@ def check_time(cluster: Cluster, inv: Inventory) -> list[str]:
 
 def check_mpi(cluster: Cluster, inv: Inventory, user: str) -> tuple[list[str], str]:
     """A cluster user's `srun -N2 --mpi=pmix` MPI hello world has one rank on each compute node."""
-    head = cluster.node(inv.controller)
     want = sorted(inv.compute)
-    srun = head.run(["srun", "-N2", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(want), *MPI_HELLO],
-                    user=user, check=False, timeout=300)
-    # mpi4py: "Hello, World! I am process 0 of 2 on node01."
-    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", srun.stdout)
-    good = (sorted(h for _, _, h in ranks) == want and sorted(r for r, _, _ in ranks) == ["0", "1"]
-            and {size for _, size, _ in ranks} == {"2"})
-    if srun.returncode != 0 or not good:
-        return [f"mpi: srun --mpi=pmix hello world gave ranks {ranks} (exit {srun.returncode}, "
-                f"{(srun.stderr or srun.stdout).strip()[-400:]}), expected one of 2 on each of {want}"], srun.stdout
-    return [], srun.stdout
+    srun = cluster.node(inv.controller).run(mpi_hello_srun(want), user=user, check=False, timeout=300)
+    problem = mpi_hello_problem(srun.returncode, srun.stdout, srun.stderr, want)
+    return ([f"mpi: {problem}"] if problem else []), srun.stdout
+
+
+def mpi_hello_srun(nodes: list[str]) -> list[str]:
+    """The MPI hello world through Slurm's PMIx plugin, one rank on each of `nodes`."""
+    return ["srun", f"-N{len(nodes)}", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(nodes), *MPI_HELLO]
+
+
+def mpi_hello_problem(returncode: int, stdout: str, stderr: str, want: list[str]) -> str | None:
+    """What is wrong with the hello world's ranks (mpi4py: "Hello, World! I am process 0 of 2 on node01."),
+    or None when there is one rank on each of `want` (the namespace test and the VM test share this)."""
+    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", stdout)
+    good = (sorted(h for _, _, h in ranks) == want and sorted(int(r) for r, _, _ in ranks) == list(range(len(want)))
+            and {size for _, size, _ in ranks} == {str(len(want))})
+    if returncode == 0 and good:
+        return None
+    return (f"srun --mpi=pmix hello world gave ranks {ranks} (exit {returncode}, "
+            f"{(stderr or stdout).strip()[-400:]}), expected one of {len(want)} on each of {want}")
 
 
 def check_monitoring(cluster: Cluster, inv: Inventory, server: str) -> list[str]:
