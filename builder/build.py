@@ -1,7 +1,8 @@
 """build_image(): the pipeline as a flat list of steps, each cached by the hash of its inputs.
 
-verified base (acquire) → role base: layers of packages, one per profile, shared between
-roles (builder.layers) → final image with the rendered files, accounts and services (seconds).
+verified base (acquire) → role base: at most three layers of packages (common, the role's
+family, the role), shared between roles (builder.layers) → final image with the rendered
+files, accounts and services (seconds).
 Changing a template only redoes the last; adding a package to a role only its layer.
 """
 

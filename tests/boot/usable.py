@@ -3,20 +3,11 @@ nodes as the cluster user, and Prometheus seeing every node's exporter."""
 
 from __future__ import annotations
 
-import json
-import re
 import secrets
 from collections.abc import Mapping
 
-from tests.boot.checks import wait_for
 from tests.boot.machines import Machine
-from tests.cluster.checks import Inventory
-
-MPI_HELLO = ["python3", "-m", "mpi4py.bench", "helloworld"]
-PROMETHEUS_TARGETS = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
-                      "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
-                      "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
-                      "for t in r['data']['activeTargets']}))")
+from tests.cluster.checks import Inventory, mpi_hello_problem, mpi_hello_srun, prometheus_targets_up
 
 
 def check_shared_home(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:
@@ -35,17 +26,10 @@ def check_shared_home(machines: Mapping[str, Machine], inv: Inventory) -> list[s
 
 def check_mpi(machines: Mapping[str, Machine], inv: Inventory) -> tuple[list[str], str]:
     """`srun -N2 --mpi=pmix` runs the MPI hello world with one rank on each compute node."""
-    head = machines[inv.controller]
     want = sorted(inv.compute)
-    srun = head.ssh(["srun", "-N2", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(want), *MPI_HELLO],
-                    timeout=300)
-    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", srun.stdout)
-    good = (sorted(h for _, _, h in ranks) == want and sorted(r for r, _, _ in ranks) == ["0", "1"]
-            and {size for _, size, _ in ranks} == {"2"})
-    if srun.returncode != 0 or not good:
-        return [f"{inv.controller}: srun --mpi=pmix MPI hello world gave ranks {ranks} (exit {srun.returncode}, "
-                f"{(srun.stderr or srun.stdout).strip()[-400:]}), expected one of 2 on each of {want}"], srun.stdout
-    return [], srun.stdout
+    srun = machines[inv.controller].ssh(mpi_hello_srun(want), timeout=300)
+    problem = mpi_hello_problem(srun.returncode, srun.stdout, srun.stderr, want)
+    return ([f"{inv.controller}: {problem}"] if problem else []), srun.stdout
 
 
 def check_ssh_between_nodes(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:
@@ -60,18 +44,8 @@ def check_ssh_between_nodes(machines: Mapping[str, Machine], inv: Inventory) -> 
 
 def check_monitoring(machines: Mapping[str, Machine], inv: Inventory, server: str, timeout: float = 180) -> list[str]:
     """Prometheus on `server` reports every node's exporter up."""
-    seen: dict[str, str] = {}
-
-    def all_up() -> bool:
-        nonlocal seen
-        out = machines[server].ssh(["python3", "-c", PROMETHEUS_TARGETS], timeout=60)
-        try:
-            seen = json.loads(out.stdout)
-        except ValueError:
-            return False
-        return all(seen.get(name) == "up" for name in inv.addresses)
-
-    if wait_for(all_up, timeout, interval=5):
+    up, seen = prometheus_targets_up(lambda argv: machines[server].ssh(argv, timeout=60).stdout, inv, timeout)
+    if up:
         return []
     return [f"{server}: prometheus.service reports {seen or 'nothing'}, expected every node up: "
             f"{sorted(inv.addresses)}"]

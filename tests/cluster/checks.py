@@ -149,42 +149,62 @@ def check_time(cluster: Cluster, inv: Inventory) -> list[str]:
 
 def check_mpi(cluster: Cluster, inv: Inventory, user: str) -> tuple[list[str], str]:
     """A cluster user's `srun -N2 --mpi=pmix` MPI hello world has one rank on each compute node."""
-    head = cluster.node(inv.controller)
     want = sorted(inv.compute)
-    srun = head.run(["srun", "-N2", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(want), *MPI_HELLO],
-                    user=user, check=False, timeout=300)
-    # mpi4py: "Hello, World! I am process 0 of 2 on node01."
-    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", srun.stdout)
-    good = (sorted(h for _, _, h in ranks) == want and sorted(r for r, _, _ in ranks) == ["0", "1"]
-            and {size for _, size, _ in ranks} == {"2"})
-    if srun.returncode != 0 or not good:
-        return [f"mpi: srun --mpi=pmix hello world gave ranks {ranks} (exit {srun.returncode}, "
-                f"{(srun.stderr or srun.stdout).strip()[-400:]}), expected one of 2 on each of {want}"], srun.stdout
-    return [], srun.stdout
+    srun = cluster.node(inv.controller).run(mpi_hello_srun(want), user=user, check=False, timeout=300)
+    problem = mpi_hello_problem(srun.returncode, srun.stdout, srun.stderr, want)
+    return ([f"mpi: {problem}"] if problem else []), srun.stdout
+
+
+def mpi_hello_srun(nodes: list[str]) -> list[str]:
+    """The MPI hello world through Slurm's PMIx plugin, one rank on each of `nodes`."""
+    return ["srun", f"-N{len(nodes)}", "--ntasks-per-node=1", "--mpi=pmix", "-w", ",".join(nodes), *MPI_HELLO]
+
+
+def mpi_hello_problem(returncode: int, stdout: str, stderr: str, want: list[str]) -> str | None:
+    """What is wrong with the hello world's ranks (mpi4py: "Hello, World! I am process 0 of 2 on node01."),
+    or None when there is one rank on each of `want` (the namespace test and the VM test share this)."""
+    ranks = re.findall(r"I am process (\d+) of (\d+) on (\S+?)\.", stdout)
+    good = (sorted(h for _, _, h in ranks) == want and sorted(int(r) for r, _, _ in ranks) == list(range(len(want)))
+            and {size for _, size, _ in ranks} == {str(len(want))})
+    if returncode == 0 and good:
+        return None
+    return (f"srun --mpi=pmix hello world gave ranks {ranks} (exit {returncode}, "
+            f"{(stderr or stdout).strip()[-400:]}), expected one of {len(want)} on each of {want}")
 
 
 def check_monitoring(cluster: Cluster, inv: Inventory, server: str) -> list[str]:
     """Prometheus on `server` scrapes every node's exporter and finds it up."""
     node = cluster.node(server)
-    query = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
-             "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
-             "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
-             "for t in r['data']['activeTargets']}))")
+    up, seen = prometheus_targets_up(lambda argv: node.run(argv, check=False, timeout=60).stdout, inv, PROMETHEUS_WAIT)
+    if up:
+        return []
+    return [f"monitoring: Prometheus on {server} reports {seen or 'nothing'}, expected every node up: "
+            f"{sorted(inv.addresses)}"]
+
+
+# Run on Prometheus's node: each active target's node label (or job) and its health, as JSON.
+PROMETHEUS_TARGETS = ("import json, urllib.request; r = json.load(urllib.request.urlopen("
+                      "'http://127.0.0.1:9090/api/v1/targets?state=active', timeout=10)); "
+                      "print(json.dumps({t['labels'].get('node', t['labels']['job']): t['health'] "
+                      "for t in r['data']['activeTargets']}))")
+
+
+def prometheus_targets_up(ask: Callable[[list[str]], str], inv: Inventory,
+                          timeout: float) -> tuple[bool, dict[str, str]]:
+    """Whether Prometheus (asked by running `ask(argv)` on its node) finds every node's exporter up
+    within `timeout`, and what it reported last (the namespace test and the VM test share this)."""
     seen: dict[str, str] = {}
 
     def all_up() -> bool:
         nonlocal seen
-        out = node.run(["python3", "-c", query], check=False, timeout=60)
         try:
-            seen = json.loads(out.stdout)
+            seen = json.loads(ask(["python3", "-c", PROMETHEUS_TARGETS]))
         except ValueError:
             return False
         return all(seen.get(name) == "up" for name in inv.addresses)
 
-    if wait_for(all_up, PROMETHEUS_WAIT, interval=5):
-        return []
-    return [f"monitoring: Prometheus on {server} reports {seen or 'nothing'}, expected every node up: "
-            f"{sorted(inv.addresses)}"]
+    up = wait_for(all_up, timeout, interval=5)
+    return up, seen
 
 
 def running(node: Node) -> list[str]:

@@ -8,24 +8,13 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
-import yaml
 
 from builder.config import load_cluster
 from builder.errors import InputError
 from builder.paths import repo_root
+from tests.config.conftest import write
 
 ROOT = repo_root()
-
-
-def write(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "cluster.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture
-def data() -> dict:
-    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
 
 
 def test_reference_lab_serves_home_and_scratch_from_the_auxiliary_node() -> None:

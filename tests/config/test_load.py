@@ -7,24 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from builder.config import load_cluster
 from builder.errors import InputError
 from builder.paths import repo_root
+from tests.config.conftest import write
 
 ROOT = repo_root()
-
-
-def write(tmp_path: Path, data: dict) -> Path:
-    path = tmp_path / "cluster.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture
-def data() -> dict:
-    return yaml.safe_load((ROOT / "cluster.yaml").read_text())
 
 
 def test_reference_cluster_loads() -> None:
