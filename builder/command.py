@@ -42,6 +42,7 @@ TOOL_PACKAGES = {
     "debootstrap": "debootstrap",
     "bmaptool": "bmap-tools",
     "blkid": "util-linux",
+    "prlimit": "util-linux",
     "dumpe2fs": "e2fsprogs",
     "mount": "mount",
     "umount": "mount",

@@ -47,6 +47,14 @@ CHROOT_ENV = {
     "DEBIAN_FRONTEND": "noninteractive",
     "DEBCONF_NONINTERACTIVE_SEEN": "true",
 }
+# The address space each process in the chroot may map (RLIMIT_AS, inherited by its children), so
+# that a maintainer script running away gets ENOMEM instead of the host's memory. Under qemu-user
+# it bounds the emulator's own bookkeeping too: qemu 7.2 keeps a descriptor per page of every
+# guest mapping, and mariadb-server's postinst bootstrap reserves 8 TiB for InnoDB's buffer pool
+# (innodb_buffer_pool_size_max), which qemu filled page by page to 18 GB. MariaDB fits that
+# reservation under RLIMIT_AS, so its bootstrap completes within this limit. apt and dpkg use a
+# few hundred MB; a 32-bit guest's qemu reserves 4 GiB, which fits beneath.
+CHROOT_ADDRESS_SPACE = 6 << 30
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,8 @@ class Chroot:
             capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         """Run argv inside the image (a clean environment plus `env`)."""
         full_env = {**CHROOT_ENV, "TERM": os.environ.get("TERM", "dumb"), **(env or {})}
-        return run(["chroot", str(self.root), *argv], label=f"chroot {Path(argv[0]).name}",
+        return run(["prlimit", f"--as={CHROOT_ADDRESS_SPACE}", "chroot", str(self.root), *argv],
+                   label=f"chroot {Path(argv[0]).name}",
                    env=full_env, input=input, capture=capture, check=check)
 
     def output(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> str:

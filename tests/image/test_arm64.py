@@ -11,7 +11,7 @@ import pytest
 
 from builder.host.procfs import processes_rooted_in
 from builder.image import grow_image, open_image, read_layout
-from builder.image.chroot import BINFMT, ensure_emulation
+from builder.image.chroot import BINFMT, CHROOT_ADDRESS_SPACE, ensure_emulation
 from builder.paths import cache_root
 from builder.provision.packages import fresh_lists
 from tests.image.imagetools import MIB, debugfs, sh
@@ -52,6 +52,8 @@ def test_arm64_chroot(arm64_copy: Path) -> None:
             assert chroot.arch == "arm64"
             assert chroot.output(["uname", "-m"]).strip() == "aarch64"
             chroot.run(["/bin/true"])
+            # Bounded under emulation too: qemu-user passes the limit on to the arm64 program.
+            assert chroot.output(["sh", "-c", "ulimit -v"]).strip() == str(CHROOT_ADDRESS_SPACE >> 10)
             assert "exit 101" in chroot.output(["cat", "/usr/sbin/policy-rc.d"])
             assert chroot.run(["/usr/sbin/policy-rc.d"], check=False).returncode == 101
             assert chroot.output(["sh", "-c", "test -f /boot/firmware/config.txt && echo yes"]).strip() == "yes"

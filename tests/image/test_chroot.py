@@ -15,6 +15,7 @@ import pytest
 from builder.errors import CommandFailed
 from builder.host.procfs import processes_rooted_in
 from builder.image import open_image
+from builder.image.chroot import CHROOT_ADDRESS_SPACE
 from tests.image.imagetools import ImageFacts, debugfs, engine_mounts, sh
 
 pytestmark = pytest.mark.root
@@ -46,11 +47,13 @@ def test_chroot_mechanics(image: ImageFacts, tmp_path: Path) -> None:
                 "[ -f /boot/firmware/config.txt ] && echo boot=yes; "
                 "echo dtparam=audio=on >> /boot/firmware/config.txt; "
                 "echo probe > /var/cache/apt/archives/probe.deb; "
-                "echo $HOME $LANG $DEBIAN_FRONTEND $EXTRA"
+                "echo $HOME $LANG $DEBIAN_FRONTEND $EXTRA; "
+                "echo \"address space KiB=$(ulimit -v)\""
             )
             out = chroot.output(["/bin/sh", "-c", script], env={"EXTRA": "extra"}).splitlines()
             assert out == [f"resolv={host_resolv}", "policy=101", "proc=yes", "dev=yes", "pts=yes", "run=fresh",
-                           "boot=yes", "/root C.UTF-8 noninteractive extra"]
+                           "boot=yes", "/root C.UTF-8 noninteractive extra",
+                           f"address space KiB={CHROOT_ADDRESS_SPACE >> 10}"]
             # A daemon a maintainer script might leave behind.
             chroot.run(["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 &"])
             assert processes_rooted_in(img.root)
