@@ -72,6 +72,20 @@ def test_the_controller_has_slurmdbd_and_mariadb_enabled_in_order(acct: Accounti
         assert _settings(image.text(CONF))["PidFile"] == "/run/slurmdbd/slurmdbd.pid"
 
 
+def test_mariadbs_system_tables_are_made_at_build_time_within_bounds(acct: AccountingLab) -> None:
+    """The postinst bootstrap completes in the chroot (bounded by its address-space limit), and the
+    image's MariaDB reserves no more for InnoDB's buffer pool than it uses (qemu-user and a Pi)."""
+    mysql = acct.controller.accounts()["mysql"]
+    for image in (acct.controller, acct.release):
+        tables = image.listdir("/var/lib/mysql/mysql")
+        assert {"user.frm", "db.frm", "global_priv.frm"} <= set(tables), (image.path.name, sorted(tables))
+        assert image.exists("/var/lib/mysql/ibdata1"), image.path.name
+        info = image.stat("/var/lib/mysql/mysql")
+        assert info is not None and (info.type, info.uid) == ("directory", mysql.uid), image.path.name
+        server = ini(image.text("/etc/mysql/mariadb.conf.d/60-clusterbake.cnf"))["mariadbd"]
+        assert server["innodb_buffer_pool_size_max"] == server["innodb_buffer_pool_size"] == "128M"
+
+
 def test_slurmdbd_conf_is_slurms_alone_and_holds_the_password_from_secrets_dir(acct: AccountingLab) -> None:
     slurm = acct.controller.accounts()[SLURM_UID]
     for image in (acct.controller, acct.release):
