@@ -216,4 +216,5 @@ def running(node: Node) -> list[str]:
                 names.add((entry / "comm").read_text().strip())
         except OSError:
             continue
-    return sorted(names & {"munged", "slurmd", "slurmctld", "chronyd", "prometheus", "prometheus-node"})
+    return sorted(names & {"munged", "slurmd", "slurmctld", "chronyd", "prometheus", "prometheus-node",
+                           "mariadbd", "slurmdbd"})

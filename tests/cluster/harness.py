@@ -45,6 +45,12 @@ BOOT_ORDER = (
     "clusterbake-munge-key.service",
     "munge.service",
     "chrony.service",
+    # slurm.accounting: MariaDB (its system tables first, if the image has none), the database
+    # and user of slurmdbd, slurmdbd; slurmctld registers the cluster with it.
+    "clusterbake-mariadb-init.service",
+    "mariadb.service",
+    "clusterbake-slurmdbd-db.service",
+    "slurmdbd.service",
     "slurmctld.service",
     "slurmd.service",
     "prometheus-node-exporter.service",
@@ -247,6 +253,9 @@ def apply_keyfile(node: Node) -> str:
 def start_services(node: Node) -> None:
     """Start, in boot order, the units of BOOT_ORDER that the image has enabled."""
     enabled = units.enabled_units(node.root) - overrides.NOT_STARTED
+    # systemd-tmpfiles-setup's part of a boot: the directories packages declare under /run
+    # (/run/mysqld for MariaDB's socket), which units without a RuntimeDirectory rely on.
+    node.run(["systemd-tmpfiles", "--create", "--prefix=/run"], check=False)
     for name in BOOT_ORDER:
         if name not in enabled:
             continue

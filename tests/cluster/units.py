@@ -1,6 +1,6 @@
 """Read the image's own systemd units, so the cluster test starts what a booting node would.
 
-Nothing here runs systemd: it reads `/etc/systemd/system/*.wants/` for what is enabled and the
+Nothing here runs systemd: it reads `/etc/systemd/system/*.wants/` and `*.requires/` for what is enabled and the
 unit files (with their drop-ins) for how a service starts — ExecStartPre/ExecStart, User,
 Group, EnvironmentFile, RuntimeDirectory and path conditions — and turns that into argv lists.
 """
@@ -32,10 +32,10 @@ class Unit:
 
 
 def enabled_units(root: Path) -> set[str]:
-    """Units that some target wants: what systemd would start at boot."""
+    """Units that some unit wants or requires (`systemctl enable`'s links): what systemd would start at boot."""
     found: set[str] = set()
     for base in WANTS_DIRS:
-        for wants in (root / base).glob("*.wants"):
+        for wants in [*(root / base).glob("*.wants"), *(root / base).glob("*.requires")]:
             found.update(entry.name for entry in wants.iterdir())
     return found
 
