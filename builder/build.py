@@ -17,7 +17,8 @@ from builder.acquire import fetch_base
 from builder.config.model import Cluster
 from builder.container import build_container
 from builder.image import OpenImage, atomic_output, open_image
-from builder.layers import build_layers, ensure_role_base
+from builder.layer_budget import budget_bytes
+from builder.layers import build_layers, ensure_role_base, jobs
 from builder.layers import copy_sparse as copy_sparse  # part of this module's interface since before layers
 from builder.paths import data_dir
 from builder.progress import step
@@ -80,6 +81,7 @@ def plan_job(cluster: Cluster, targets: Sequence[tuple[str | None, str | None]],
     checked) before anything is downloaded, mounted or built."""
     plans = tuple(plan_build(BuildRequest(cluster=cluster, role=role, node=node, secrets=secrets))
                   for role, node in targets)
+    jobs(), budget_bytes()   # the environment's settings, checked before anything is built too
     return BuildJob(cluster, plans, out_dir, cache, offline)
 
 

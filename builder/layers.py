@@ -38,9 +38,10 @@ from pathlib import Path
 from builder import progress
 from builder.cache import install, locked, recipe_key, staging_dir, write_atomically
 from builder.command import run
-from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, InputError, Interrupted
+from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
 from builder.host.signals import interruptible
 from builder.image import grow_image, open_image
+from builder.layer_budget import budget_bytes, mark_used, prune
 from builder.progress import step
 from builder.provision.packages import install_packages
 from builder.render import RenderPlan
@@ -113,10 +114,12 @@ def ensure_role_base(base: Path, plan: RenderPlan, cache: Path) -> Path:
     image = base
     for layer, below in missing_layers(base, [plan], cache):
         image = ensure_layer(below, layer, cache)
-    top = layer_path(cache, role_layers(base, plan)[-1])
+    stack = [layer_path(cache, layer) for layer in role_layers(base, plan)]
+    mark_used(stack)
+    prune(cache / FOLDER, budget_bytes())
     if image == base:
-        log.info("  using the cached role base %s", top)
-    return top
+        log.info("  using the cached role base %s", stack[-1])
+    return stack[-1]
 
 
 def missing_layers(base: Path, plans: Sequence[RenderPlan], cache: Path) -> list[tuple[Layer, Path]]:
@@ -169,7 +172,8 @@ def jobs() -> int:
     text = os.environ.get("CLUSTERBAKE_JOBS", "")
     if text:
         if not text.isdigit() or int(text) < 1:
-            raise InputError(f"CLUSTERBAKE_JOBS={text!r} is not a number of jobs", hint="e.g. CLUSTERBAKE_JOBS=2")
+            raise EnvironmentProblem(f"CLUSTERBAKE_JOBS={text[:40]!r} is not a number of jobs",
+                                     hint="e.g. CLUSTERBAKE_JOBS=2, or unset it for one per core")
         return int(text)
     return len(os.sched_getaffinity(0))
 

@@ -28,12 +28,15 @@ ORDERING_CYCLE = re.compile(r"Job (\S+) deleted to break ordering cycle")
 SLURM_JOB_DONE = ("COMPLETED", "FAILED", "OUT_OF_MEMORY", "CANCELLED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL")
 
 
-def wait_booted(machine: Machine, deadline: float, login_grace: float = 150) -> str:
+def wait_booted(machine: Machine, deadline: float, login_grace: float = 300) -> str:
     """Wait until SSH answers and systemd has finished booting; returns `is-system-running`'s answer.
 
     "unreachable" when SSH never answered (the VM may have stopped: see the console), or did not
     answer `login_grace` seconds after the console showed a login prompt (the node booted, but
-    not onto the network the inventory gives it).
+    not onto the network the inventory gives it). The grace is generous: a guest's sshd is forked
+    and re-executed under TCG while other guests finish their boots on the same two cores, and a
+    CI run read a node whose only fault was its munge key as unreachable with a grace of 150 s
+    (on a machine whose disk was full at the time, so the cause is not certain).
     """
     prompted = None
     while time.monotonic() < deadline:

@@ -29,7 +29,7 @@ SSH_NOT_CONNECTED = ("Connection timed out", "Connection refused", "Connection r
                      "Connection closed by")
 SSH_TRIES = 4
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-               "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5")
+               "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=15")
 
 
 def _ip(*argv: str) -> None:

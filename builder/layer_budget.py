@@ -1,0 +1,111 @@
+"""The layer cache's size budget: least recently used layers go first, the current build's never.
+
+Every layer is a sparse image of a whole root filesystem (0.5–1 GiB on disk), keyed by its
+inputs, so each profile edit or new base image leaves the old ones behind: on a machine that
+builds often the cache would fill the disk. Each time a role base is taken
+from the cache, layers are removed, least recently used first, until those left take at most
+$CLUSTERBAKE_LAYER_CACHE_GIB (default 16) on disk. "Used" is the image's modification time: a
+build touches every layer of the role's stack. A layer used since this process started (this
+build's, or this test session's) is never removed, even over the budget: the next role of the
+same build would redo it; nor is one whose lock another builder holds.
+A reader that found a layer a moment before another build pruned it keeps reading it (an open
+file outlives its name); only two builds racing over a budget smaller than their stacks could
+make one of them rebuild a layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import EnvironmentProblem
+
+log = logging.getLogger("clusterbake")
+
+DEFAULT_GIB = 16
+VARIABLE = "CLUSTERBAKE_LAYER_CACHE_GIB"
+STARTED = time.time()   # this process's builds use layers from now on
+
+
+def budget_bytes() -> int:
+    """$CLUSTERBAKE_LAYER_CACHE_GIB in bytes (a whole number, 0 keeps only the current build's)."""
+    text = os.environ.get(VARIABLE, "")
+    if not text:
+        return DEFAULT_GIB << 30
+    if not text.isdigit():
+        raise EnvironmentProblem(f"{VARIABLE}={text[:40]!r} is not a whole number of GiB",
+                         hint=f"e.g. {VARIABLE}=32, or unset it for {DEFAULT_GIB}")
+    return int(text) << 30
+
+
+def mark_used(layers: Iterable[Path]) -> None:
+    """Record that a build uses these layer images now."""
+    for layer in layers:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(layer)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    removed: tuple[Path, ...]
+    freed: int      # bytes on disk
+    kept: int       # bytes on disk left in the folder's layers
+
+
+def prune(folder: Path, budget: int, used_since: float = STARTED) -> Pruned:
+    """Remove the least recently used layer images (and their records) of `folder` beyond `budget`
+    bytes on disk; never one used since `used_since` (a time.time()), nor one another builder locks."""
+    entries = sorted(_layers(folder), key=lambda e: e[1].st_mtime)
+    total = sum(_on_disk(stat) for _, stat in entries)
+    removed, freed = [], 0
+    for image, stat in entries:
+        if total - freed <= budget:
+            break
+        if stat.st_mtime >= used_since:
+            break
+        with _lock_if_free(image.with_name(f"{image.name}.lock")) as free:
+            if not free:
+                continue
+            image.unlink(missing_ok=True)
+            image.with_suffix(".json").unlink(missing_ok=True)
+        removed.append(image)
+        freed += _on_disk(stat)
+    if removed:
+        log.info("  layer cache over %d GiB: removed %d least recently used layer(s), %.1f GiB freed "
+                 "(%s sets the budget)", budget >> 30, len(removed), freed / (1 << 30), VARIABLE)
+    return Pruned(tuple(removed), freed, total - freed)
+
+
+def _layers(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    for image in folder.glob("*.img"):
+        with contextlib.suppress(FileNotFoundError):
+            stat = image.stat()
+            yield image, stat
+
+
+def _on_disk(stat: os.stat_result) -> int:
+    return stat.st_blocks * 512
+
+
+@contextlib.contextmanager
+def _lock_if_free(lock_file: Path) -> Iterator[bool]:
+    """Hold `lock_file` for the block if no one else does; yield whether we got it."""
+    if not lock_file.exists():
+        yield True
+        return
+    with open(lock_file, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
