@@ -310,7 +310,7 @@ Params = Mapping[str, str]
 
 def _prepare_fetch(work: Workspace, params: Params) -> Callable[[], object]:
     cluster = _request(work).cluster
-    return lambda: fetch_base(cluster.base_image, cluster_dir=cluster.source.parent, cache=work.cache)
+    return lambda: fetch_base(cluster.base_image, cache=work.cache)
 
 
 def _prepare_xz(work: Workspace, params: Params) -> Callable[[], object]:

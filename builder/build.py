@@ -110,8 +110,7 @@ def build_job(job: BuildJob) -> list[Path]:
     boards = [plan for plan in job.plans if not _in_container(plan)]
     if len(boards) > 1:
         with step("Verified base image"):
-            base = fetch_base(job.cluster.base_image, cluster_dir=job.cluster.source.parent, cache=job.cache,
-                              offline=job.offline)
+            base = fetch_base(job.cluster.base_image, cache=job.cache, offline=job.offline)
         with step("Role bases of " + ", ".join(plan.target for plan in boards)):
             build_layers(base, boards, job.cache)
     return [build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache) if _in_container(plan)
@@ -138,8 +137,7 @@ def build_from_plan(job: BuildJob, plan: RenderPlan, finish: FinishingStep | Non
     after the customisation and before the integrity checks (a release's own steps)."""
     final = job.out_dir / f"{job.cluster.name}-{plan.target}.img"
     with step("Verified base image"):
-        base = fetch_base(job.cluster.base_image, cluster_dir=job.cluster.source.parent, cache=job.cache,
-                          offline=job.offline)
+        base = fetch_base(job.cluster.base_image, cache=job.cache, offline=job.offline)
     with step(f"Role base for '{plan.role}'"):
         role_base = ensure_role_base(base, plan, job.cache)
     job.out_dir.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     from builder.config import load_cluster
 
     cluster = load_cluster(args.cluster)
-    raw = fetch_base(cluster.base_image, cluster_dir=cluster.source.parent, cache=args.cache,
-                     offline=args.offline)
+    raw = fetch_base(cluster.base_image, cache=args.cache, offline=args.offline)
     print(raw)
     return 0
 

@@ -48,7 +48,7 @@ def standin_copy(standin_image: Path, tmp_path: Path) -> Path:
 def served_base() -> Iterator[dict[str, str]]:
     """The `base_image` mapping of a cluster file pointing at the stand-in served on 127.0.0.1.
 
-    Keys: url, sha256_url, signature_url, signing_key, fingerprint; `BaseImage(**served_base)`
+    Keys: url, sha256_url, signature_url, signing_key, fingerprint; `resolve_base_image(folder, **served_base)`
     works. The server lives for the whole session.
     """
     _need_root()

@@ -27,9 +27,9 @@ from builder.acquire.signature import (
     public_keys,
     signature_issuer,
 )
-from builder.acquire.sources import Source, resolve
 from builder.cache import install, write_atomically
 from builder.config.model import BaseImage
+from builder.config.sources import Source
 from builder.digest import sha256_file
 from builder.errors import ClusterbakeError, EnvironmentProblem, InputError, VerificationError
 from builder.progress import step
@@ -40,16 +40,16 @@ SIGNATURE_LIMIT = 64 << 10
 KEY_LIMIT = 1 << 20
 
 
-def fetch_base(base: BaseImage, *, cluster_dir: Path, cache: Path, offline: bool = False) -> Path:
+def fetch_base(base: BaseImage, *, cache: Path, offline: bool = False) -> Path:
     """Return the path of the verified, decompressed raw image in the cache."""
-    # `base` is as the loader checked it: URLs of supported schemes, sha256 and fingerprints normalised.
-    image = resolve("base_image.url", base.url, cluster_dir)
+    # `base` is as the loader made it: every source resolved, sha256 and fingerprints normalised.
+    image = base.image
     compression = compression_of(image.name)
     suffix = ".img" + compression
     store = ImageCache(cache)
     with step(f"fetch base image {image.name}"), _session() as session:
         downloads = Downloader(session, offline=offline)
-        sha256 = _expected_hash(base, image, cluster_dir, store, downloads)
+        sha256 = _expected_hash(base, image, store, downloads)
         with store.locked(sha256):
             cached = _from_cache(store, sha256, suffix, base.fingerprints, image, offline=offline)
             if cached is not None:
@@ -57,16 +57,15 @@ def fetch_base(base: BaseImage, *, cluster_dir: Path, cache: Path, offline: bool
             if offline:
                 raise InputError(f"{image.where}: not in the cache ({cache}); run without --offline",
                                  hint="run once without --offline to download and verify it")
-            archive = _download_verified(base, image, sha256, suffix, cluster_dir, store, downloads)
+            archive = _download_verified(base, image, sha256, suffix, store, downloads)
             return _raw_image(store, sha256, archive, suffix, image)
 
 
-def _expected_hash(base: BaseImage, image: Source, cluster_dir: Path, store: ImageCache,
-                   downloads: Downloader) -> str:
+def _expected_hash(base: BaseImage, image: Source, store: ImageCache, downloads: Downloader) -> str:
     if base.sha256 is not None:
         return base.sha256
-    assert base.sha256_url is not None  # the loader demands exactly one of the two
-    source = resolve("base_image.sha256_url", base.sha256_url, cluster_dir)
+    source = base.sha256_list
+    assert source is not None  # the loader demands exactly one of the two
     cached = store.listing(source.url or str(source.path))
     if downloads.offline and cached.exists():
         return expected_sha256(cached.read_text(errors="replace"), image.name, source)
@@ -99,12 +98,12 @@ def _from_cache(store: ImageCache, sha256: str, suffix: str, pinned: tuple[str, 
     return None
 
 
-def _download_verified(base: BaseImage, image: Source, sha256: str, suffix: str, cluster_dir: Path,
-                       store: ImageCache, downloads: Downloader) -> Path:
+def _download_verified(base: BaseImage, image: Source, sha256: str, suffix: str, store: ImageCache,
+                       downloads: Downloader) -> Path:
     """Download the image into partial/, verify hash and signature, admit it to the cache."""
-    signature_source = resolve("base_image.signature_url", base.signature_url, cluster_dir)
+    signature_source = base.signature
     signature = downloads.small(signature_source, limit=SIGNATURE_LIMIT)
-    with _keyring(base, signature, signature_source, cluster_dir, store, downloads) as keyring:
+    with _keyring(base, signature, signature_source, store, downloads) as keyring:
         partial = store.partial(sha256, suffix)
         with step(f"download {image.name}"):
             resumed = downloads.to_file(image, partial)
@@ -147,19 +146,19 @@ def _verify(file: Path, base: BaseImage, image: Source, expected: str, keyring: 
 
 
 @contextlib.contextmanager
-def _keyring(base: BaseImage, signature: bytes, signature_source: Source, cluster_dir: Path, store: ImageCache,
+def _keyring(base: BaseImage, signature: bytes, signature_source: Source, store: ImageCache,
              downloads: Downloader) -> Iterator[PinnedKeyring]:
     """A keyring holding the one pinned key that made `signature`, and nothing else."""
     issuer = signature_issuer(signature)
     if issuer is None:
         raise VerificationError(f"{signature_source.where}: not a valid OpenPGP detached signature",
                                 hint="base_image.signature_url must name the image's .sig file")
-    fingerprint, key, origin = _signer_key(base, issuer, signature_source, cluster_dir, store, downloads)
+    fingerprint, key, origin = _signer_key(base, issuer, signature_source, store, downloads)
     with pinned_keyring(key, fingerprint, origin) as keyring:
         yield keyring
 
 
-def _signer_key(base: BaseImage, issuer: str, signature_source: Source, cluster_dir: Path, store: ImageCache,
+def _signer_key(base: BaseImage, issuer: str, signature_source: Source, store: ImageCache,
                 downloads: Downloader) -> tuple[str, bytes, str]:
     """The pinned key that made the signature: from the cache, else from the first signing_key source that
     holds it (a source that fails or lacks it is skipped). Kept in the cache only as that one key."""
@@ -175,9 +174,7 @@ def _signer_key(base: BaseImage, issuer: str, signature_source: Source, cluster_
             cached.unlink(missing_ok=True)
         elif held[0].made(issuer):
             return fingerprint, cached.read_bytes(), f"cached key {cached}"
-    refs = base.signing_keys
-    sources = [resolve("base_image.signing_key" + (f"[{i}]" if len(refs) > 1 else ""), ref, cluster_dir)
-               for i, ref in enumerate(refs)]
+    sources = base.keys
     problems: list[ClusterbakeError] = []
     for source in sources:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from builder.acquire.sources import Source
+from builder.config.sources import Source
 from builder.errors import InputError
 
 # `<hex>  <name>` (text mode), `<hex> *<name>` (binary mode) or a bare `<hex>`.

@@ -23,8 +23,8 @@ from typing import TypeVar
 import requests
 import urllib3
 
-from builder.acquire.sources import Source
 from builder.config.input_files import kind_of, read_bytes
+from builder.config.sources import Source
 from builder.errors import ClusterbakeError, EnvironmentProblem, InputError, VerificationError
 from builder.progress import progress
 

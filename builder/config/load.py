@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
 from builder.config.secretsdir import secrets_dir_problem
+from builder.config.sources import resolve
 from builder.config.sshkeys import ssh_key_problem
 
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
@@ -39,7 +41,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     path = Path(path)
     top = Reader(read_yaml_file(path, str(path), hint="pass --cluster FILE (make: CLUSTER=FILE)"), path)
     name = top.text("name", check=lambda v: grammar.label_problem(v, "cluster name"))
-    base_image = _base_image(top.sub("base_image"))
+    base_image = _base_image(top.sub("base_image"), path.resolve().parent)
     network = _network(top.sub("network"))
     time = top.sub("time")
     time_server = time.text("server")
@@ -81,7 +83,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     return cluster
 
 
-def _base_image(r: Reader) -> BaseImage:
+def _base_image(r: Reader, cluster_dir: Path) -> BaseImage:
     url = r.text("url", check=grammar.url_problem)
     if not url.endswith(IMAGE_SUFFIXES):
         r.fail(f"{shown(url)} does not end in one of {', '.join(IMAGE_SUFFIXES)}", key="url",
@@ -107,16 +109,27 @@ def _base_image(r: Reader) -> BaseImage:
         if problem:
             r.fail(f"{shown(source)} {problem}", key=key)
         sources.append(source)
-    base = BaseImage(
-        url=url,
-        sha256=sha256.lower() if sha256 else None,
-        sha256_url=sha256_url,
-        signature_url=signature_url,
-        signing_key=sources[0] if len(sources) == 1 else tuple(sources),
-        fingerprint=pinned[0] if len(pinned) == 1 else tuple(pinned),
-    )
     r.done()
-    return base
+    return resolve_base_image(cluster_dir, url=url, sha256=sha256.lower() if sha256 else None, sha256_url=sha256_url,
+                              signature_url=signature_url, signing_key=sources,
+                              fingerprint=pinned[0] if len(pinned) == 1 else tuple(pinned))
+
+
+def resolve_base_image(cluster_dir: Path, *, url: str, fingerprint: str | tuple[str, ...], signature_url: str,
+                       signing_key: str | Sequence[str], sha256: str | None = None,
+                       sha256_url: str | None = None) -> BaseImage:
+    """The base image whose references, as written in a cluster file in `cluster_dir` and already checked,
+    are resolved: the one place where a file named by the cluster file becomes a Source."""
+    keys = (signing_key,) if isinstance(signing_key, str) else tuple(signing_key)
+    return BaseImage(
+        image=resolve("base_image.url", url, cluster_dir),
+        fingerprint=fingerprint,
+        signature=resolve("base_image.signature_url", signature_url, cluster_dir),
+        keys=tuple(resolve("base_image.signing_key" + (f"[{i}]" if len(keys) > 1 else ""), ref, cluster_dir)
+                   for i, ref in enumerate(keys)),
+        sha256=sha256,
+        sha256_list=resolve("base_image.sha256_url", sha256_url, cluster_dir) if sha256_url is not None else None,
+    )
 
 
 def _one_or_more(r: Reader, key: str, expected: str) -> list[tuple[str, str]]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from builder.config.sources import Source
+
 # What Slurm is told about each board model: CPUs and RealMemory in MB. RealMemory is
 # a little below the installed RAM because the firmware and kernel keep some for
 # themselves, and slurmd drains a node that reports less than it is configured with.
@@ -25,25 +27,39 @@ BOARD_MODELS: dict[str, tuple[int, int]] = {
 class BaseImage:
     """The Raspberry Pi OS image every build starts from, and how to trust it.
 
-    As the loader (builder.config.load) checked it: every URL http(s) with a host, a local
-    file:// URL or a path; sha256 lower-case; fingerprints compact and upper-case.
+    As the loader (builder.config.load) checked it: every file reference resolved once
+    (relative paths against the cluster file's folder), sha256 lower-case, fingerprints
+    compact and upper-case. Acquisition only uses these sources; it resolves nothing.
     """
 
-    url: str
+    image: Source                           # base_image.url
     fingerprint: str | tuple[str, ...]      # the trust anchor: one key, or several while the publisher rotates
-    signature_url: str
-    signing_key: str | tuple[str, ...]      # where the key may be found: one source, or several tried in order
+    signature: Source                       # base_image.signature_url
+    keys: tuple[Source, ...]                # base_image.signing_key: where the key may be found, tried in order
     sha256: str | None = None
-    sha256_url: str | None = None
+    sha256_list: Source | None = None       # base_image.sha256_url
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
         """The pinned fingerprints (compact and upper-case: the loader normalised them)."""
         return (self.fingerprint,) if isinstance(self.fingerprint, str) else self.fingerprint
 
+    # The references as written in the cluster file (what a manifest records).
+    @property
+    def url(self) -> str:
+        return self.image.ref
+
+    @property
+    def signature_url(self) -> str:
+        return self.signature.ref
+
+    @property
+    def sha256_url(self) -> str | None:
+        return self.sha256_list.ref if self.sha256_list is not None else None
+
     @property
     def signing_keys(self) -> tuple[str, ...]:
-        return (self.signing_key,) if isinstance(self.signing_key, str) else self.signing_key
+        return tuple(key.ref for key in self.keys)
 
 
 @dataclass(frozen=True)

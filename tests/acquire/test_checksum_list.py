@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from builder.acquire.checksum import expected_sha256
-from builder.acquire.sources import Source
+from builder.config.sources import Source
 from builder.errors import InputError
 
 SOURCE = Source("base_image.sha256_url", "https://example.invalid/x.img.xz.sha256",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from acquire_helpers import IMAGE, Served, partial_files, verified_files
+from acquire_helpers import IMAGE, Served, as_written, partial_files, verified_files
 from test_fetch import cluster_file
 
 from builder.acquire import download, fetch_base
@@ -73,7 +73,7 @@ def test_failure_has_its_own_message_and_leaves_nothing_verified(
     base = make_base(served)
     if case == "image 500":
         served.server.fail_status[IMAGE + ".xz"] = 500
-    cluster = cluster_file(tmp_path, dataclasses.asdict(base))
+    cluster = cluster_file(tmp_path, as_written(base))
 
     code = main(["fetch", "--cluster", str(cluster), "--cache", str(cache)])
 
@@ -98,13 +98,13 @@ def test_the_failure_messages_are_all_different(served: Served, cache: Path, tmp
     for i, (case, (make_base, _, _)) in enumerate(CASES.items()):
         served.server.fail_status = {IMAGE + ".xz": 500} if case == "image 500" else {}
         with pytest.raises(ClusterbakeError) as caught:
-            fetch_base(make_base(served), cluster_dir=tmp_path, cache=cache / str(i))
+            fetch_base(make_base(served), cache=cache / str(i))
         messages.add(caught.value.message.replace(served.server.base_url, "URL"))
     assert len(messages) == len(CASES)
 
 
 def test_cli_subprocess_reports_one_line_and_exit_1(served: Served, cache: Path, tmp_path: Path) -> None:
-    cluster = cluster_file(tmp_path, dataclasses.asdict(served.base(sha256="ab" * 32)))
+    cluster = cluster_file(tmp_path, as_written(served.base(sha256="ab" * 32)))
     proc = subprocess.run([sys.executable, "-m", "builder", "fetch", "--cluster", str(cluster), "--cache", str(cache)],
                           cwd=repo_root(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
@@ -116,7 +116,7 @@ def test_cli_subprocess_reports_one_line_and_exit_1(served: Served, cache: Path,
 
 def test_a_cut_download_resumes_within_the_run(served: Served, cache: Path, tmp_path: Path) -> None:
     served.server.cut_after[IMAGE + ".xz"] = 100_000
-    raw = fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
+    raw = fetch_base(served.base(), cache=cache)
 
     assert raw.read_bytes() == served.publication.original
     assert served.server.range_requests == [(IMAGE + ".xz", "bytes=100000-")]
@@ -128,14 +128,14 @@ def test_a_cut_download_resumes_on_the_next_run(served: Served, cache: Path, tmp
     served.server.cut_after[IMAGE + ".xz"] = 100_000
     monkeypatch.setattr(download, "POLICY", dataclasses.replace(download.POLICY, attempts=1))
     with pytest.raises(EnvironmentProblem, match="connection closed before the end of the file"):
-        fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
+        fetch_base(served.base(), cache=cache)
     # The good partial stays for resuming, but nothing looks verified.
     assert verified_files(cache) == []
     [partial] = (cache / "partial").iterdir()
     assert partial.stat().st_size == 100_000
 
     monkeypatch.undo()
-    raw = fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
+    raw = fetch_base(served.base(), cache=cache)
     assert raw.read_bytes() == served.publication.original
     assert served.server.range_requests == [(IMAGE + ".xz", "bytes=100000-")]
     assert partial_files(cache) == []
@@ -144,7 +144,7 @@ def test_a_cut_download_resumes_on_the_next_run(served: Served, cache: Path, tmp
 def test_a_server_ignoring_range_restarts_cleanly(served: Served, cache: Path, tmp_path: Path) -> None:
     served.server.cut_after[IMAGE + ".xz"] = 100_000
     served.server.ignore_range = True
-    raw = fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
+    raw = fetch_base(served.base(), cache=cache)
 
     assert raw.read_bytes() == served.publication.original
     assert served.server.range_requests == [(IMAGE + ".xz", "bytes=100000-")]  # asked, got a 200 instead
@@ -158,7 +158,7 @@ def test_a_partial_from_another_file_is_discarded_and_downloaded_afresh(
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"\xff" * 50_000)  # e.g. the first bytes of an older image at the same URL
 
-    raw = fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
+    raw = fetch_base(served.base(), cache=cache)
     assert raw.read_bytes() == served.publication.original
     assert served.server.range_requests == [(IMAGE + ".xz", "bytes=50000-")]
     assert served.image_gets() == 2
@@ -171,7 +171,7 @@ def test_a_complete_partial_from_an_interrupted_run_is_verified_without_download
     complete.parent.mkdir(parents=True)
     complete.write_bytes((served.publication.root / (IMAGE + ".xz")).read_bytes())  # killed while verifying
 
-    raw = fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
+    raw = fetch_base(served.base(), cache=cache)
     assert raw.read_bytes() == served.publication.original
     size = complete.stat().st_size if complete.exists() else (cache / "images" / f"{sha256}.img.xz").stat().st_size
     assert served.server.range_requests == [(IMAGE + ".xz", f"bytes={size}-")]  # answered 416: nothing left
@@ -179,20 +179,20 @@ def test_a_complete_partial_from_an_interrupted_run_is_verified_without_download
 
 def test_offline_with_a_cold_cache_fails_without_a_request(served: Served, cache: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    cluster = cluster_file(tmp_path, dataclasses.asdict(served.base()))
+    cluster = cluster_file(tmp_path, as_written(served.base()))
     assert main(["fetch", "--offline", "--cluster", str(cluster), "--cache", str(cache)]) == 1
     assert "not in the cache" in capsys.readouterr().err
     assert served.server.requests == []
 
     with pytest.raises(InputError, match=r"not in the cache.*; run without --offline"):
         fetch_base(served.base(sha256=None, sha256_url=served.server.url(IMAGE + ".xz.sha256")),
-                   cluster_dir=tmp_path, cache=cache, offline=True)
+                   cache=cache, offline=True)
     assert served.server.requests == []
 
 
 def test_offline_with_a_warm_cache_succeeds_without_a_request(served: Served, cache: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    cluster = cluster_file(tmp_path, dataclasses.asdict(served.base()))
+    cluster = cluster_file(tmp_path, as_written(served.base()))
     assert main(["fetch", "--cluster", str(cluster), "--cache", str(cache)]) == 0
     served.server.reset_log()
     capsys.readouterr()

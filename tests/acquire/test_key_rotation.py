@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from acquire_helpers import IMAGE, Served, verified_files
+from acquire_helpers import IMAGE, Served, as_written, verified_files
 from test_fetch import cluster_file
 
 from builder.acquire import fetch_base
@@ -53,8 +53,8 @@ def test_a_rotation_window_accepts_images_signed_by_either_pinned_key(served: Se
     window = (pub.fingerprint, pub.other_fingerprint)
     for signature, signer in ((IMAGE + ".xz.sig", pub.fingerprint), (NEW_SIG, pub.other_fingerprint)):
         store = cache / signer
-        base = served.base(fingerprint=window, signature_url=served.server.url(signature), signing_key=both)  # type: ignore[arg-type]
-        assert fetch_base(base, cluster_dir=tmp_path, cache=store).read_bytes() == pub.original
+        base = served.base(fingerprint=window, signature_url=served.server.url(signature), signing_key=both)
+        assert fetch_base(base, cache=store).read_bytes() == pub.original
         sha256 = pub.sha256(IMAGE + ".xz")
         assert (store / "images" / f"{sha256}.trusted-by").read_text().strip() == signer
         # Only the key that signed is kept, alone, though the file held both.
@@ -67,11 +67,11 @@ def test_a_key_file_with_old_and_new_keys_serves_a_pin_of_the_new_key_alone(serv
     pub = served.publication
     base = served.base(fingerprint=pub.other_fingerprint, signature_url=served.server.url(NEW_SIG),
                        signing_key=str(_both_keys(served, tmp_path)))
-    assert fetch_base(base, cluster_dir=tmp_path, cache=cache).read_bytes() == pub.original
+    assert fetch_base(base, cache=cache).read_bytes() == pub.original
     # ... and the old key, though in that file, is trusted for nothing once it is unpinned:
     old = served.base(fingerprint=pub.other_fingerprint, signing_key=str(_both_keys(served, tmp_path)))
     with pytest.raises(VerificationError, match=f"signature made by key {pub.fingerprint}, which base_image"):
-        fetch_base(old, cluster_dir=tmp_path, cache=tmp_path / "cache-old")
+        fetch_base(old, cache=tmp_path / "cache-old")
     assert verified_files(tmp_path / "cache-old") == []
 
 
@@ -82,17 +82,17 @@ def test_signing_key_sources_are_tried_in_order(served: Served, keyserver: Stati
     lookup = keyserver.url("pks/lookup") + f"?op=get&options=mr&search=0x{pub.other_fingerprint}"
     sources = (served.server.url("moved-key.asc"), served.server.url("signing-key.asc"), lookup)
     base = served.base(fingerprint=(pub.fingerprint, pub.other_fingerprint), signature_url=served.server.url(NEW_SIG),
-                       signing_key=sources)  # type: ignore[arg-type]
-    assert fetch_base(base, cluster_dir=tmp_path, cache=cache).read_bytes() == pub.original
+                       signing_key=sources)
+    assert fetch_base(base, cache=cache).read_bytes() == pub.original
     assert [r for r in served.server.requests if r[1].endswith(".asc")] == \
         [("GET", "moved-key.asc"), ("GET", "signing-key.asc")]
     assert keyserver.requests == [("GET", "pks/lookup")]
     # The key is now cached by its fingerprint: no source is asked again.
     served.server.reset_log()
     keyserver.reset_log()
-    assert fetch_base(served.base(IMAGE + ".gz", fingerprint=base.fingerprint, signing_key=sources,  # type: ignore[arg-type]
+    assert fetch_base(served.base(IMAGE + ".gz", fingerprint=base.fingerprint, signing_key=sources,
                                   signature_url=served.server.url(IMAGE + ".gz.sig")),
-                      cluster_dir=tmp_path, cache=cache).read_bytes() == pub.original
+                      cache=cache).read_bytes() == pub.original
     assert ("GET", "signing-key.asc") in served.server.requests    # the old key was not cached: fetched now
     assert keyserver.requests == []
 
@@ -101,9 +101,9 @@ def test_when_no_source_has_the_pinned_signer_each_source_says_why(served: Serve
                                                                    tmp_path: Path) -> None:
     pub = served.publication
     base = served.base(fingerprint=(pub.fingerprint, pub.other_fingerprint), signature_url=served.server.url(NEW_SIG),
-                       signing_key=(served.server.url("moved-key.asc"), served.server.url("signing-key.asc")))  # type: ignore[arg-type]
+                       signing_key=(served.server.url("moved-key.asc"), served.server.url("signing-key.asc")))
     with pytest.raises(ClusterbakeError) as caught:
-        fetch_base(base, cluster_dir=tmp_path, cache=cache)
+        fetch_base(base, cache=cache)
     message = caught.value.message
     assert message.startswith(f"base_image.signing_key: none of its 2 sources gave the pinned key "
                               f"{pub.other_fingerprint} that made the signature: "), message
@@ -117,7 +117,7 @@ def test_a_good_signature_by_an_unpinned_key_names_that_key_and_the_fix(served: 
     """What a user of an old cluster file meets after the publisher rotated its key: one line, exit 1."""
     pub = served.publication
     base = served.base(signature_url=served.server.url(NEW_SIG), signing_key=str(_both_keys(served, tmp_path)))
-    cluster = cluster_file(tmp_path, {k: v for k, v in vars(base).items()})
+    cluster = cluster_file(tmp_path, as_written(base))
     proc = subprocess.run([sys.executable, "-m", "builder", "fetch", "--cluster", str(cluster), "--cache", str(cache)],
                           cwd=repo_root(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
@@ -134,13 +134,13 @@ def test_a_good_signature_by_an_unpinned_key_names_that_key_and_the_fix(served: 
 def test_an_image_admitted_by_the_old_key_stays_cached_while_the_old_key_is_pinned(served: Served, cache: Path,
                                                                                    tmp_path: Path) -> None:
     pub = served.publication
-    fetch_base(served.base(), cluster_dir=tmp_path, cache=cache)
-    window = served.base(fingerprint=(pub.other_fingerprint, pub.fingerprint))  # type: ignore[arg-type]
+    fetch_base(served.base(), cache=cache)
+    window = served.base(fingerprint=(pub.other_fingerprint, pub.fingerprint))
     served.server.reset_log()
-    fetch_base(window, cluster_dir=tmp_path, cache=cache, offline=True)
+    fetch_base(window, cache=cache, offline=True)
     assert served.server.requests == []
     with pytest.raises(ClusterbakeError, match="was verified with key"):
-        fetch_base(served.base(fingerprint=pub.other_fingerprint), cluster_dir=tmp_path, cache=cache, offline=True)
+        fetch_base(served.base(fingerprint=pub.other_fingerprint), cache=cache, offline=True)
 
 
 def test_the_cluster_file_takes_one_or_several_fingerprints_and_key_sources(tmp_path: Path) -> None:

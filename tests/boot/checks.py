@@ -39,6 +39,7 @@ def wait_booted(machine: Machine, deadline: float, login_grace: float = 300) -> 
     (on a machine whose disk was full at the time, so the cause is not certain).
     """
     prompted = None
+    machine.close_master()   # a master from before a reboot leads nowhere
     while time.monotonic() < deadline:
         if not machine.alive():
             return "powered off"
@@ -46,6 +47,7 @@ def wait_booted(machine: Machine, deadline: float, login_grace: float = 300) -> 
         proc = machine.ssh(["systemctl", "is-system-running", "--wait"], timeout=max(10.0, left), tries=1)
         if proc.returncode != SSH_UNREACHABLE and proc.stdout.strip():
             machine.boot_seconds.append(time.monotonic() - machine.started)
+            machine.open_master()
             return proc.stdout.strip()
         machine.last_ssh_error = proc.stderr.strip()[-300:]
         if prompted is None and LOGIN_PROMPT.search(machine.console_text()):

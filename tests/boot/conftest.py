@@ -159,6 +159,21 @@ def bootlab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactor
                    munge_key=_munge_key(folder))
 
 
+@pytest.fixture(scope="session")
+def lone_compute(bootlab: BootLab, served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab's compute image with no file server in its cluster file, for a node booted alone.
+
+    With one, /home is the file server's: alone on its LAN, the node's sshd cannot read the
+    cluster user's authorized_keys and refuses the harness's key ("Permission denied").
+    """
+    folder = tmp_path_factory.mktemp("lone")
+    data = lab_yaml(served_base, folder / "secrets", bootlab.key.with_suffix(".pub").read_text().strip())
+    del data["fileserver"]
+    cluster = write_cluster(folder, data)
+    return build_image(BuildRequest(cluster=cluster, role="compute", secrets=False, out_dir=folder / "out",
+                                    cache=cache_root()))
+
+
 def _munge_key(folder: Path) -> bytes:
     """A fresh cluster key, as `mungekey` makes one (1024 random bytes)."""
     path = folder / "munge.key"

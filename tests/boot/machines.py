@@ -126,6 +126,7 @@ class Machine:
     started: float = 0.0
     boot_seconds: list[float] = field(default_factory=list)
     last_ssh_error: str = ""
+    master: subprocess.Popen[bytes] | None = None
 
     @property
     def name(self) -> str:
@@ -136,6 +137,7 @@ class Machine:
         return self.folder / f"console-{self.boots}.log"
 
     def boot(self) -> None:
+        self.close_master()
         self.boots += 1
         tap = self.lan.add_tap()
         monitor = self.folder / "monitor.sock"
@@ -163,7 +165,8 @@ class Machine:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        """Stop QEMU at once (by its PID), whatever the guest is doing."""
+        """Stop QEMU at once (by its PID), whatever the guest is doing; and our ssh master."""
+        self.close_master()
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -189,10 +192,50 @@ class Machine:
             time.sleep(0.5)
             return conn.recv(4096).decode(errors="replace")
 
+    @property
+    def control_path(self) -> Path:
+        path = self.folder / "ssh-master"
+        assert len(str(path)) < 100, f"{path}: too long for a unix socket"
+        return path
+
+    def _ssh(self, *options: str) -> list[str]:
+        return self.lan.command(["ssh", "-i", str(self.key), *SSH_OPTIONS, "-S", str(self.control_path), *options,
+                                 f"{self.user}@{self.spec.ip}"])
+
+    def open_master(self) -> bool:
+        """One SSH connection held open, which every later `ssh()` shares (OpenSSH multiplexing).
+
+        A new connection costs the guest, under TCG, a forked and re-executed sshd, a key
+        exchange and a PAM session (logind, the user's systemd manager): seconds each with four
+        guests on two cores, and the checks make hundreds. With no master (it failed, or the
+        guest went down), `ssh()` connects on its own as before: ssh falls back by itself.
+        """
+        self.close_master()
+        self.master = subprocess.Popen(
+            self._ssh("-M", "-N", "-o", "ControlMaster=yes", "-o", "ServerAliveInterval=15",
+                      "-o", "ServerAliveCountMax=4"),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.master.poll() is None:
+            if subprocess.run(self._ssh("-O", "check"), capture_output=True, check=False).returncode == 0:
+                return True
+            time.sleep(1)
+        self.close_master()
+        return False
+
+    def close_master(self) -> None:
+        if self.master is not None:
+            if self.master.poll() is None:
+                self.master.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.master.wait(timeout=20)
+            self.master = None
+        with contextlib.suppress(OSError):
+            self.control_path.unlink()
+
     def ssh(self, argv: Sequence[str], *, timeout: float = 60, input: str | None = None,
             check: bool = False, tries: int = SSH_TRIES) -> subprocess.CompletedProcess[str]:
-        command = self.lan.command(["ssh", "-i", str(self.key), *SSH_OPTIONS, f"{self.user}@{self.spec.ip}",
-                                    "--", shlex.join(argv)])
+        command = [*self._ssh("-o", "ControlMaster=no"), "--", shlex.join(argv)]
         for attempt in range(1, tries + 1):
             try:
                 proc = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout,

@@ -1,6 +1,7 @@
 """Breaking one thing a real boot depends on fails the boot test with the node and the unit named.
 
-Three copies of the compute image, each broken in one way, boot at once as node01, each alone
+Three copies of the compute image (of the lab without its file server: alone, a node could not
+mount the homes its SSH keys are in), each broken in one way, boot at once as node01, each alone
 on a LAN of its own (the failure is the node's own: no cluster needed):
 - the first-boot munge-key service installs the key owned by root: munged, which runs as
   `munge`, cannot read it;
@@ -77,13 +78,14 @@ class Broken:
 
 
 @pytest.fixture(scope="module")
-def broken(bootlab: BootLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Broken]]:
+def broken(bootlab: BootLab, lone_compute: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Broken]]:
     """Each breakage booted as node01 on its own LAN, all at once; the problems the checks found."""
     folder = tmp_path_factory.mktemp("broken")
     with contextlib.ExitStack() as stack:
         machines = {}
         for name, breakage in BREAKAGES.items():
-            image = disks.sparse_copy(bootlab.images["compute"], folder / name / "compute.img")
+            image = disks.sparse_copy(lone_compute, folder / name / "compute.img")
             breakage(image)
             spec = bootlab.disk("node01", folder / name / "disks", image=image)
             machines[name] = stack.enter_context(vms(bootlab, [spec], folder / name))["node01"]

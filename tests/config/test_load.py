@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from builder.config import load_cluster
 from builder.errors import InputError
@@ -29,6 +30,28 @@ def test_reference_cluster_loads() -> None:
     assert cluster.base_image.sha256_url == cluster.base_image.url + ".sha256"
     assert cluster.base_image.signing_keys[1].endswith("search=0xF4AADD86C4687D69AE04543E796C114AD12B2292")
 
+
+
+def test_base_image_references_are_resolved_once_when_the_cluster_file_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths against the cluster file's folder, not the working directory; acquire resolves nothing."""
+    data = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    data["base_image"].update(url="images/x.img.xz", signature_url="file:///srv/x.img.xz.sig",
+                              signing_key=["keys/k.asc", "https://example.org/k.asc"])
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "cluster.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    base = load_cluster(Path("site/cluster.yaml")).base_image
+    monkeypatch.chdir("/")
+
+    assert (base.image.setting, base.image.path, base.image.url) == ("base_image.url", site / "images/x.img.xz", None)
+    assert (base.signature.setting, base.signature.path) == ("base_image.signature_url", Path("/srv/x.img.xz.sig"))
+    assert base.sha256_list is not None and base.sha256_list.url == data["base_image"]["sha256_url"]
+    assert [(k.setting, k.path, k.url) for k in base.keys] == [
+        ("base_image.signing_key[0]", site / "keys/k.asc", None),
+        ("base_image.signing_key[1]", None, "https://example.org/k.asc")]
+    assert base.url == "images/x.img.xz"    # as written, for the manifest
 
 @pytest.mark.parametrize(
     ("mutate", "expected"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.config.model import BaseImage
+from builder.config.load import resolve_base_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -218,7 +218,7 @@ def test_served_base_passes_the_real_acquisition(served_base: dict[str, str], st
                                                  tmp_path: Path) -> None:
     from builder.acquire import fetch_base
 
-    raw = fetch_base(BaseImage(**served_base), cluster_dir=tmp_path, cache=tmp_path / "cache")
+    raw = fetch_base(resolve_base_image(tmp_path, **served_base), cache=tmp_path / "cache")
     assert _sha256(raw) == _sha256(standin_image)
 
 

@@ -1,8 +1,9 @@
 """Where each base-image file comes from: an http(s) URL or a local file.
 
 The cluster file may name a file by URL, by file:// URL or by a path relative to the
-cluster file. Each resolved source remembers which setting named it, so that every
-message can say which line of the cluster file to fix.
+cluster file. The loader resolves each reference once, as it loads the cluster file, so
+acquisition only uses the result. Each source remembers which setting named it, so that
+every message can say which line of the cluster file to fix.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ class Source:
 
 
 def resolve(setting: str, ref: str, cluster_dir: Path) -> Source:
-    """Where `ref` (URL, file:// URL or path relative to the cluster file) points.
+    """Where `ref` (URL, file:// URL or path relative to `cluster_dir`, the cluster file's folder) points.
 
-    `ref` was checked when the cluster file was loaded (builder.config.grammar.url_problem:
-    http(s) with a host, a local file:// URL, or a path); here it is only resolved.
+    `ref` has been checked (builder.config.grammar.url_problem: http(s) with a host, a local
+    file:// URL, or a path); here it is only resolved.
     """
     parts = urllib.parse.urlsplit(ref)
     scheme = parts.scheme.lower()
