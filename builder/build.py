@@ -108,13 +108,18 @@ def build_job(job: BuildJob) -> list[Path]:
     """The job's images: first every layer their role bases miss (each once, those that do not
     depend on each other side by side), then each image on its role base."""
     boards = [plan for plan in job.plans if not _in_container(plan)]
+    base = verified_base(job) if boards else Path()
     if len(boards) > 1:
-        with step("Verified base image"):
-            base = fetch_base(job.cluster.base_image, cache=job.cache, offline=job.offline)
         with step("Role bases of " + ", ".join(plan.target for plan in boards)):
             build_layers(base, boards, job.cache)
     return [build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache) if _in_container(plan)
-            else build_from_plan(job, plan).path for plan in job.plans]
+            else build_from_plan(job, plan, base).path for plan in job.plans]
+
+
+def verified_base(job: BuildJob) -> Path:
+    """The job's base image, found in the cache or downloaded, and verified: once per job."""
+    with step("Verified base image"):
+        return fetch_base(job.cluster.base_image, cache=job.cache, offline=job.offline)
 
 
 def _in_container(plan: RenderPlan) -> bool:
@@ -132,12 +137,11 @@ class BuiltImage:
 FinishingStep = Callable[[OpenImage, Path], None]   # (the open image, the verified base image)
 
 
-def build_from_plan(job: BuildJob, plan: RenderPlan, finish: FinishingStep | None = None) -> BuiltImage:
-    """Build one board image of the job from its plan. `finish` runs inside the same open image
-    after the customisation and before the integrity checks (a release's own steps)."""
+def build_from_plan(job: BuildJob, plan: RenderPlan, base: Path, finish: FinishingStep | None = None) -> BuiltImage:
+    """Build one board image of the job from its plan on the job's verified base image. `finish`
+    runs inside the same open image after the customisation and before the integrity checks
+    (a release's own steps)."""
     final = job.out_dir / f"{job.cluster.name}-{plan.target}.img"
-    with step("Verified base image"):
-        base = fetch_base(job.cluster.base_image, cache=job.cache, offline=job.offline)
     with step(f"Role base for '{plan.role}'"):
         role_base = ensure_role_base(base, plan, job.cache)
     job.out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from builder.build import BuildJob, build_from_plan, plan_job
+from builder.build import BuildJob, build_from_plan, plan_job, verified_base
 from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
@@ -77,7 +77,8 @@ def make_release(req: ReleaseRequest) -> Path:
     dist = req.dist.resolve()
     base_url = req.base_url or dist.as_uri()
     with step(f"Release {req.cluster.name} {date} → {dist}"), staged_release(dist) as work:
-        produced = [publish_role(job, plan, work, epoch=epoch, date=date, fast=req.fast, zstd=req.zstd,
+        base = verified_base(job)
+        produced = [publish_role(job, plan, base, work, epoch=epoch, date=date, fast=req.fast, zstd=req.zstd,
                                  base_url=base_url) for plan in job.plans]
         write_os_list(work / OS_LIST, [p.entry for p in produced])
         names = [name for p in produced for name in p.files] + [OS_LIST]
@@ -93,8 +94,8 @@ def sign_sums(signer: Signer, sums: Path) -> Path:
     return signature
 
 
-def publish_role(job: BuildJob, plan: RenderPlan, work: Path, *, epoch: int, date: str, fast: bool, zstd: bool,
-                 base_url: str) -> RoleArtefacts:
+def publish_role(job: BuildJob, plan: RenderPlan, base: Path, work: Path, *, epoch: int, date: str, fast: bool,
+                 zstd: bool, base_url: str) -> RoleArtefacts:
     """One role of a job planned without secrets: its build, with the release's steps inside the
     same open image (reproducible, free of secrets, described by its manifest), then the files for dist/."""
     assert not plan.secrets, "a release image is planned without secrets"
@@ -116,7 +117,7 @@ def publish_role(job: BuildJob, plan: RenderPlan, work: Path, *, epoch: int, dat
             discard_free_blocks(img.root)
 
     raw_dir = work / ".raw"
-    built = build_from_plan(replace(job, out_dir=raw_dir), plan, release_steps)
+    built = build_from_plan(replace(job, out_dir=raw_dir), plan, base, release_steps)
     image = built.path.rename(raw_dir / f"{stem}.img")
     extract_size, extract_sha256 = image.stat().st_size, sha256_file(image)
     manifest["image_size"], manifest["image_sha256"] = extract_size, extract_sha256

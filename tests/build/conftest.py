@@ -78,6 +78,7 @@ class Lab:
     secrets_dir: Path
     out: Path
     images_stdout: str          # what `images` printed
+    images_log: str             # and its progress (stderr)
     node_stdout: str            # what `build --node c1` printed
     roles: Mapping[str, ImageReader]
     node: ImageReader           # rolelab-c1.img
@@ -105,6 +106,7 @@ def lab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
         secrets_dir=secrets_dir,
         out=out,
         images_stdout=images.stdout,
+        images_log=images.stderr,
         node_stdout=node.stdout,
         roles={role: ImageReader(out / f"rolelab-{role}.img") for role in ("controller", "auxiliary", "compute")},
         node=ImageReader(out / "rolelab-c1.img"),

@@ -28,6 +28,12 @@ def test_images_writes_one_image_per_role_and_prints_each_path(lab: Lab) -> None
     assert produced == ["rolelab-auxiliary.img", "rolelab-c1.img", "rolelab-compute.img", "rolelab-controller.img"]
 
 
+def test_images_verifies_the_base_image_once_for_all_its_images(lab: Lab) -> None:
+    # Each verification may download the checksum list again: once per job, not once per image.
+    assert lab.images_log.count("==> fetch base image") == 1, lab.images_log[-3000:]
+    assert lab.images_log.count("==> Verified base image") == 1
+
+
 def test_every_image_has_the_raspios_layout_and_clean_file_systems(lab: Lab) -> None:
     for image in lab.all:
         assert image.table["label"] == "dos"
