@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 from pathlib import Path
 
@@ -71,3 +72,11 @@ def text(p: RenderPlan, path: str) -> str:
 
 def paths(p: RenderPlan) -> set[str]:
     return {f.path for f in p.files}
+
+
+def unit(body: str) -> configparser.ConfigParser:
+    """A systemd unit file parsed (keys keep their case)."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(body)
+    return parser

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-from render_support import OVERLAYS, PROFILES, file, paths, plan, text
+from render_support import OVERLAYS, PROFILES, file, paths, plan, text, unit
 
 from builder.config import Cluster
 from builder.errors import InputError
@@ -30,13 +29,6 @@ def on(cluster: Cluster) -> Cluster:
 def settings(body: str) -> dict[str, str]:
     pairs = (line.split("#", 1)[0].strip().partition("=") for line in body.splitlines())
     return {key: value for key, sep, value in pairs if sep}
-
-
-def unit(body: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(body)
-    return parser
 
 
 def test_off_by_default_nothing_of_it_in_any_image(reference: Cluster) -> None:

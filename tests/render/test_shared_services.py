@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
 
 import pytest
 import yaml
-from render_support import file, paths, plan, text
+from render_support import file, paths, plan, text, unit
 
 from builder.config import Cluster
 from builder.config.model import FileServer
@@ -17,13 +16,6 @@ UNITS = "/etc/systemd/system/"
 EXPORTS = "/etc/exports.d/clusterbake.exports"
 WANTS = "/etc/systemd/system/remote-fs.target.d/clusterbake-nfs.conf"
 PROMETHEUS = "/etc/prometheus/prometheus.yml"
-
-
-def unit(body: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(body)
-    return parser
 
 
 def test_reference_compute_nodes_automount_home_and_scratch_from_gps(reference: Cluster) -> None:
