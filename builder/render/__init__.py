@@ -3,9 +3,9 @@
 Pure: reads the repository's data (and the secrets directory), writes nothing into any image.
 """
 
+from builder.render.cluster_secrets import munge_key
 from builder.render.configtxt import apply_cmdline, apply_config_txt
 from builder.render.image_file import ImageFile
-from builder.render.munge_key import munge_key
 from builder.render.plan import RenderPlan, render_plan
 from builder.render.profiles import Profile, load_profile
 

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.config.model import Cluster, Node, User
+from builder.render.cluster_secrets import slurmdbd_password
 from builder.render.hostlist import hostlist, node_groups
-from builder.render.munge_key import slurmdbd_password
 from builder.render.profiles import Profile
 
 

@@ -20,10 +20,10 @@ from typing import Any
 from builder.config.grammar import shown
 from builder.config.model import Cluster, Node, User
 from builder.errors import InputError
+from builder.render.cluster_secrets import munge_key
 from builder.render.context import NFS_SERVER_UNIT, build_context
 from builder.render.gpio import warn_pi5_power_button
 from builder.render.image_file import ImageFile
-from builder.render.munge_key import munge_key
 from builder.render.overlays import Templates, render_overlay
 from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
