@@ -52,18 +52,22 @@ def make_dirs(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def locked(lock_file: Path) -> Iterator[None]:
-    """Hold an exclusive fcntl lock on `lock_file` (created if absent) for the block."""
+def locked(lock_file: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive fcntl lock on `lock_file` (created if absent) for the block; yields True.
+    With wait=False a lock another process holds is not waited for: the block gets False."""
     make_dirs(lock_file.parent)
     # The lock file stays afterwards: deleting it would let a waiter lock an unlinked inode.
     with open(lock_file, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield False
+                return
             log.info("    another clusterbake holds %s; waiting for it", lock_file)
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

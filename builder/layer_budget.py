@@ -16,7 +16,6 @@ make one of them rebuild a layer.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.cache import locked
 from builder.errors import EnvironmentProblem
 
 log = logging.getLogger("clusterbake")
@@ -40,7 +40,7 @@ def budget_bytes() -> int:
         return DEFAULT_GIB << 30
     if not text.isdigit():
         raise EnvironmentProblem(f"{VARIABLE}={text[:40]!r} is not a whole number of GiB",
-                         hint=f"e.g. {VARIABLE}=32, or unset it for {DEFAULT_GIB}")
+                                 hint=f"e.g. {VARIABLE}=32, or unset it for {DEFAULT_GIB}")
     return int(text) << 30
 
 
@@ -69,7 +69,7 @@ def prune(folder: Path, budget: int, used_since: float = STARTED) -> Pruned:
             break
         if stat.st_mtime >= used_since:
             break
-        with _lock_if_free(image.with_name(f"{image.name}.lock")) as free:
+        with locked(image.with_name(f"{image.name}.lock"), wait=False) as free:
             if not free:
                 continue
             image.unlink(missing_ok=True)
@@ -91,21 +91,3 @@ def _layers(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
 
 def _on_disk(stat: os.stat_result) -> int:
     return stat.st_blocks * 512
-
-
-@contextlib.contextmanager
-def _lock_if_free(lock_file: Path) -> Iterator[bool]:
-    """Hold `lock_file` for the block if no one else does; yield whether we got it."""
-    if not lock_file.exists():
-        yield True
-        return
-    with open(lock_file, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -66,6 +66,6 @@ class ImageCache:
         for path in (self.raw(sha256), self.archive(sha256, suffix), self.trust_record(sha256)):
             path.unlink(missing_ok=True)
 
-    def locked(self, sha256: str) -> contextlib.AbstractContextManager[None]:
+    def locked(self, sha256: str) -> contextlib.AbstractContextManager[bool]:
         """Hold the lock for one image, so concurrent fetches of it take turns."""
         return locked(self.root / "locks" / f"{sha256}.lock")
