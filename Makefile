@@ -61,6 +61,12 @@ demo: deps
 test: deps
 	$(PY) -m pytest $(ARGS)
 
+# The README's test figures: one whole run of the suite recorded in tests/measured/suite.json (commit,
+# machine, counts and minutes per folder), then the README's generated sections made from the records.
+measure: deps
+	CLUSTERBAKE_SUITE_RECORD=tests/measured/suite.json $(PY) -m pytest; status=$$?; \
+	$(PY) -m tests.readme_numbers --write; exit $$status
+
 # The proof: boot the controller, time server and compute images of a 4-node test cluster in
 # network namespaces and run srun across them (also part of `make test`).
 cluster-test: deps
@@ -70,7 +76,7 @@ cluster-test: deps
 # on a private LAN in a network namespace; first boot, Slurm with cgroups, the power button
 # (also part of `make test`; about 15 minutes on 2 cores, once the images are cached).
 boot-test: deps
-	$(PY) -m pytest tests/boot -m 'slow or not slow' -s $(ARGS)
+	$(PY) -m pytest tests/boot -s $(ARGS)
 
 # Release artefacts in dist/: xz images, bmaps, SHA256SUMS(.asc), os_list.json, manifests.
 RELEASE_KEY ?=

@@ -89,6 +89,7 @@ LIMITS = {
     "apt lists": 1.0,
 }
 RSS_BUDGET_MIB = 200
+RESULTS_FILE = repo_root() / "tests" / "measured" / "bench.json"   # the README's tables are made from it
 SCALE_BUDGET_S = 2.0
 
 
@@ -206,7 +207,7 @@ def _aligned(header: Sequence[str], body: Sequence[Sequence[str]], *, text_colum
 
 def results_document(results: Sequence[Measurement], machine: dict[str, object], *, mode: str,
                      goals: Sequence[Goal] = (), roles: Sequence[RoleLayer] = ()) -> dict[str, object]:
-    """What bench-results.json holds: the machine, how the bench ran, every measurement and goal."""
+    """What tests/measured/bench.json holds: the machine, how the bench ran, every measurement and goal."""
     return {
         "tool": "clusterbake bench",
         "mode": mode,
@@ -230,6 +231,8 @@ def markdown_report(document: Mapping[str, object]) -> str:
     goals = [Goal(**{k: g[k] for k in ("name", "what", "measured", "reference", "unit", "limit")}) for g in goal_rows]
     lines = [f"One `make bench` run ({machine['date']}, commit {machine['commit']}, {machine['nproc']} cores, "
              f"{machine['memory_mib'] // 1024} GiB, load {machine['load_average'][0]} at the start):", ""]
+    if document.get("transcribed"):
+        lines[-1:-1] = [f"(Transcribed: {document['transcribed']}.)"]
     if goals:
         lines += ["| goal | ratio | limit | measured | reference |", "| --- | ---: | ---: | ---: | ---: |"]
         lines += [f"| {g.what} | **{g.ratio:.2f}** | ≤ {g.limit:g} | {_amount(g.measured, g.unit)} | "
@@ -667,8 +670,9 @@ def bench(*, quick: bool, out: Path) -> Run:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builder.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip the cold builds")
-    parser.add_argument("--out", type=Path, default=Path("bench-results.json"),
-                        help="where to write the results (default: bench-results.json)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the results (default: tests/measured/bench.json, the README's "
+                             "source; with --quick, bench-quick.json)")
     parser.add_argument("--report", type=Path, metavar="RESULTS",
                         help="print the README's tables from a results file and exit")
     parser.add_argument("--quiet", "-q", action="store_true", help="only the tables")
@@ -680,7 +684,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress.configure(quiet=args.quiet, debug=args.debug)
     try:
         with interruptible():
-            bench(quick=args.quick, out=args.out)
+            bench(quick=args.quick, out=args.out or (Path("bench-quick.json") if args.quick else RESULTS_FILE))
     except ClusterbakeError as exc:
         print(f"clusterbake: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

@@ -18,6 +18,16 @@ import pytest
 from builder.demo.download_site import serve_standin
 from builder.demo.standin import build_standin
 from builder.paths import cache_root
+from tests.reports import print_reports
+from tests.suite_record import register as register_suite_record
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    register_suite_record(config)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    print_reports(terminalreporter)
 
 
 def _need_root() -> None:

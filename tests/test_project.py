@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from builder.cli import main
+from tests.suite_record import collected_nodeids, uncollected
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,3 +46,25 @@ def test_ci_runs_the_readme_test_command_on_every_push_and_pull_request() -> Non
     runs = [step["run"].strip() for step in job["steps"] if "run" in step]
     # The README says "as root"; the runner's user has passwordless sudo.
     assert runs == [f"sudo {_readme_test_command()}"]
+
+
+def test_make_test_runs_pytest_as_configured_with_no_path_of_its_own() -> None:
+    # So that what `pytest --collect-only` finds below is what `make test` (and CI) runs.
+    recipe = (ROOT / "Makefile").read_text().split("\ntest: deps\n", 1)[1].split("\n\n", 1)[0]
+    assert recipe.strip() == "$(PY) -m pytest $(ARGS)"
+    assert _readme_test_command() == "make test"
+
+
+def test_every_test_module_and_folder_under_tests_is_collected() -> None:
+    # pytest's default norecursedirs once hid tests/build (89 tests) from every run.
+    assert not uncollected(ROOT, collected_nodeids()), uncollected(ROOT, collected_nodeids())
+
+
+def test_a_folder_the_runner_skips_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "tests" / "build"
+    folder.mkdir(parents=True)
+    (folder / "test_outputs.py").write_text("def test_x(): pass\n")
+    (tmp_path / "tests" / "test_top.py").write_text("def test_y(): pass\n")
+    assert uncollected(tmp_path, ["tests/test_top.py::test_y"]) == [
+        "tests/build/test_outputs.py: no test collected", "tests/build/: no test collected from the folder"]
+    assert uncollected(tmp_path, ["tests/test_top.py::test_y", "tests/build/test_outputs.py::test_x"]) == []

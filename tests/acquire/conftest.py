@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from acquire_helpers import IMAGE, Publication, Served, sha256_of
 
 from builder.acquire import download
 from builder.demo.server import serve_directory
 from builder.openpgp import create_signing_key, export_public_key, sign_detached, temporary_keyring
+from tests.acquire.acquire_helpers import IMAGE, Publication, Served, sha256_of
 
 
 def _fake_image() -> bytes:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from acquire_helpers import IMAGE, Served, as_written, partial_files, verified_files
 
 from builder.acquire import fetch_base
 from builder.paths import repo_root
+from tests.acquire.acquire_helpers import IMAGE, Served, as_written, partial_files, verified_files
 
 
 @pytest.mark.parametrize("suffix", [".xz", ".gz", ".zst", ""])

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from acquire_helpers import IMAGE, Served, as_written, partial_files, verified_files
-from test_fetch import cluster_file
 
 from builder.acquire import download, fetch_base
 from builder.cli import main
 from builder.config.model import BaseImage
 from builder.errors import ClusterbakeError, EnvironmentProblem, InputError
 from builder.paths import repo_root
+from tests.acquire.acquire_helpers import IMAGE, Served, as_written, partial_files, verified_files
+from tests.acquire.test_fetch import cluster_file
 
 
 def closed_port_url(name: str) -> str:

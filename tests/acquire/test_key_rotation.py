@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from acquire_helpers import IMAGE, Served, as_written, verified_files
-from test_fetch import cluster_file
 
 from builder.acquire import fetch_base
 from builder.acquire.signature import public_keys
@@ -22,6 +20,8 @@ from builder.config import load_cluster
 from builder.demo.server import StaticServer, serve_directory
 from builder.errors import ClusterbakeError, VerificationError
 from builder.paths import repo_root
+from tests.acquire.acquire_helpers import IMAGE, Served, as_written, verified_files
+from tests.acquire.test_fetch import cluster_file
 
 NEW_SIG = IMAGE + ".xz.other-sig"
 

@@ -23,10 +23,10 @@ from builder.paths import cache_root
 from tests.boot import departures, disks
 from tests.boot.kernel import BootKernel, boot_kernel
 from tests.boot.machines import Machine, MachineSpec, machines_running, private_lan, sweep_leftovers
-from tests.boot.reports import REPORTS
-from tests.build.image_reader import ImageReader
+from tests.built_images.image_reader import ImageReader
 from tests.cluster.checks import Inventory
 from tests.cluster.conftest import write_cluster
+from tests.reports import report
 
 USER = "hpc"
 SUBNET, GATEWAY, PREFIX = "10.78.0.0/24", "10.78.0.1", 24
@@ -134,13 +134,6 @@ def vms(lab: BootLab, specs: Sequence[MachineSpec], folder: Path) -> Iterator[di
             yield {m.name: m for m in machines}
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if REPORTS:
-        terminalreporter.section("boot test report")
-        for report in REPORTS:
-            terminalreporter.write_line(report)
-
-
 @pytest.fixture(scope="session")
 def bootlab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> BootLab:
     folder = tmp_path_factory.mktemp("bootlab")
@@ -153,7 +146,7 @@ def bootlab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactor
                                              cache=cache_root()))
               for role in ("controller", "auxiliary", "compute")}
     kernel = boot_kernel(cache_root())
-    REPORTS.append(f"fixtures (role images --no-secrets, kernel {kernel.release}): "
+    report("boot test report", f"fixtures (role images --no-secrets, kernel {kernel.release}): "
                    f"{time.monotonic() - started:.0f}s")
     return BootLab(cluster=cluster, images=images, kernel=kernel, key=key,
                    munge_key=_munge_key(folder))

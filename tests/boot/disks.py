@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.build.image_reader import ImageReader
+from tests.built_images.image_reader import ImageReader
 
 
 def sparse_copy(image: Path, dest: Path) -> Path:

@@ -20,12 +20,13 @@ import pytest
 from tests.boot import checks, usable
 from tests.boot.conftest import BY_MAC_ONLY, SERVICES, BootLab, vms
 from tests.boot.machines import Machine
-from tests.boot.reports import REPORTS
+from tests.reports import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 BOOT_TIMEOUT = 1500         # four VMs on two cores take ~11 min, much longer when the host is busy
 POWER_OFF_TIMEOUT = 180
+SHORT_PRESS_GRACE = 12     # seconds after the hold time in which a short press must not have powered the VM off
 
 
 @dataclass
@@ -77,7 +78,7 @@ def test_the_images_boot_into_a_working_cluster(booted: Booted, bootlab: BootLab
     if lost:
         checks.power_off(lost)
         problems += [p for m in lost for p in checks.journal_problems(m, booted.folder)]
-        REPORTS.append("\n".join(lines))
+        report("boot test report", "\n".join(lines))
         pytest.fail(with_consoles(problems, machines), pytrace=False)
     problems += checks.check_first_boot(list(machines.values()))
     for m in machines.values():
@@ -92,7 +93,7 @@ def test_the_images_boot_into_a_working_cluster(booted: Booted, bootlab: BootLab
         problems += checks.check_memory_limit(machines, inv)
     lines.append("srun -N2 hostname: " + " ".join(sorted(srun.split())))
     lines.append(f"4 VMs booted in {booted.seconds:.0f}s; checks took {time.monotonic() - started:.0f}s")
-    REPORTS.append("\n".join(lines))
+    report("boot test report", "\n".join(lines))
     assert not problems, with_consoles(problems, machines)
 
 

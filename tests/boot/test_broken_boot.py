@@ -28,8 +28,8 @@ import pytest
 from tests.boot import checks, disks
 from tests.boot.conftest import SERVICES, BootLab, vms
 from tests.boot.machines import Machine
-from tests.boot.reports import REPORTS
-from tests.build.image_reader import ImageReader
+from tests.built_images.image_reader import ImageReader
+from tests.reports import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -97,7 +97,7 @@ def broken(bootlab: BootLab, lone_compute: Path,
             if state in ("unreachable", "powered off"):
                 problems += checks.journal_problems(node, folder / name)
             found[name] = Broken(node, problems, time.monotonic() - started)
-            REPORTS.append(f"broken ({name}): node01 {state} after {time.monotonic() - started:.0f}s; "
+            report("boot test report", f"broken ({name}): node01 {state} after {time.monotonic() - started:.0f}s; "
                            f"the test said: {problems[:3] or 'nothing'}")
         yield found
 

@@ -14,7 +14,6 @@ from builder.config import Cluster, load_cluster
 from builder.paths import cache_root, repo_root
 from tests.cluster.checks import Inventory
 from tests.cluster.harness import NodeSpec
-from tests.cluster.reports import REPORTS
 
 
 def cluster_yaml(base_image: dict[str, str], secrets_dir: Path) -> dict[str, object]:
@@ -74,13 +73,6 @@ def build_role_images(cluster: Cluster, out: Path, roles: tuple[str, ...]) -> di
     # build_images: the layers the roles share are built once, independent ones side by side.
     built = build_images([BuildRequest(cluster=cluster, role=role, out_dir=out, cache=cache_root()) for role in roles])
     return dict(zip(roles, built, strict=True))
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if REPORTS:
-        terminalreporter.section("cluster test report")
-        for report in REPORTS:
-            terminalreporter.write_line(report)
 
 
 @pytest.fixture(scope="session")

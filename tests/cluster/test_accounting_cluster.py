@@ -19,7 +19,7 @@ import pytest
 from tests.cluster import checks
 from tests.cluster.conftest import Lab, build_role_images, cluster_yaml, write_cluster
 from tests.cluster.harness import NodeSpec, boot_cluster, start_services
-from tests.cluster.reports import REPORTS
+from tests.reports import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -64,5 +64,6 @@ def test_a_job_is_recorded_and_sacct_lists_it(acctlab: Lab, tmp_path: Path) -> N
             return listed == f"{job_id}|acct-probe|COMPLETED|node01"
 
         assert checks.wait_for(recorded, SACCT_WAIT), f"sacct -j {job_id} on node01: {listed!r}"
-        REPORTS.append(f"accounting: sacct on node01 lists {listed}; head runs {' '.join(checks.running(head))}; "
-                       f"up and checked in {time.monotonic() - started:.0f}s")
+        report("cluster test report",
+               f"accounting: sacct on node01 lists {listed}; head runs {' '.join(checks.running(head))}; "
+               f"up and checked in {time.monotonic() - started:.0f}s")

@@ -19,13 +19,13 @@ from builder.image import open_image
 from tests.cluster import checks
 from tests.cluster.conftest import Lab, build_role_images, cluster_yaml, write_cluster
 from tests.cluster.harness import Cluster, boot_cluster, start_services
-from tests.cluster.reports import REPORTS
+from tests.reports import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 
 def boot_and_check(lab: Lab, scratch: Path, replace: dict[str, Path] | None = None) -> tuple[list[str], str]:
-    """Boot the lab, start its services, run every check; return (problems, report)."""
+    """Boot the lab, start its services, run every check; return (problems, summary)."""
     started = time.monotonic()
     with boot_cluster(lab.specs(replace), scratch) as cluster:
         for node in cluster.nodes:
@@ -40,11 +40,11 @@ def boot_and_check(lab: Lab, scratch: Path, replace: dict[str, Path] | None = No
             mpi_problems, mpi = checks.check_mpi(cluster, inv, user="hpc")
             problems += mpi_problems
         problems += checks.check_monitoring(cluster, inv, server=inv.time_server)
-        report = _report(cluster, lab, srun, time.monotonic() - started, mpi)
-    return problems, report
+        summary = _summary(cluster, lab, srun, time.monotonic() - started, mpi)
+    return problems, summary
 
 
-def _report(cluster: Cluster, lab: Lab, srun: str, seconds: float, mpi: str = "") -> str:
+def _summary(cluster: Cluster, lab: Lab, srun: str, seconds: float, mpi: str = "") -> str:
     inv = lab.inventory
     lines = [f"{'node':8} {'role':11} {'address':13} running"]
     for node in cluster.nodes:
@@ -57,8 +57,8 @@ def _report(cluster: Cluster, lab: Lab, srun: str, seconds: float, mpi: str = ""
 
 
 def test_images_boot_into_a_working_cluster(testlab: Lab, tmp_path: Path) -> None:
-    problems, report = boot_and_check(testlab, tmp_path)
-    REPORTS.append(report)
+    problems, summary = boot_and_check(testlab, tmp_path)
+    report("cluster test report", summary)
     assert not problems, "\n".join(problems)
 
 

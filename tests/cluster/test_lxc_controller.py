@@ -20,8 +20,8 @@ import pytest
 from builder.build import BuildRequest, build_images
 from builder.paths import cache_root
 from tests.cluster.conftest import Lab, cluster_yaml, write_cluster
-from tests.cluster.reports import REPORTS
 from tests.cluster.test_cluster import boot_and_check
+from tests.reports import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -37,7 +37,7 @@ def container_lab(lab: Lab, folder: Path) -> tuple[Lab, Path]:
     cluster = write_cluster(folder, data)
     started = time.monotonic()
     [template] = build_images([BuildRequest(cluster=cluster, node="head", out_dir=folder / "out", cache=cache_root())])
-    REPORTS.append(f"container template {template.name}: {template.stat().st_size >> 20} MiB, "
+    report("cluster test report", f"container template {template.name}: {template.stat().st_size >> 20} MiB, "
                    f"built in {time.monotonic() - started:.0f}s")
     return dataclasses.replace(lab, cluster=cluster), template
 
@@ -50,6 +50,6 @@ def test_an_amd64_container_controls_the_arm64_pis(testlab: Lab, tmp_path: Path)
                    check=True)
     header = (root / "bin/sh").resolve().read_bytes()[:20] if (root / "bin/sh").exists() else b""
     assert int.from_bytes(header[18:20], "little") == AMD64, "head's /bin/sh is not an amd64 binary"
-    problems, report = boot_and_check(lab, tmp_path / "boot", {"head": root})
-    REPORTS.append("mixed architectures (head: proxmox-lxc, amd64):\n" + report)
+    problems, summary = boot_and_check(lab, tmp_path / "boot", {"head": root})
+    report("cluster test report", "mixed architectures (head: proxmox-lxc, amd64):\n" + summary)
     assert not problems, "\n".join(problems)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hostile_support import ED25519_A, RSA, SHA256_HASH, Case, Sandbox, valid
+
+from tests.config.hostile_support import ED25519_A, RSA, SHA256_HASH, Case, Sandbox, valid
 
 Make = Callable[[Sandbox], None]
 

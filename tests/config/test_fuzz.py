@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hostile_support import VALID, Sandbox
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builder.cli import main
+from tests.config.hostile_support import VALID, Sandbox
 
 FUZZ = settings(max_examples=120, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

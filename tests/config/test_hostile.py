@@ -10,8 +10,9 @@ broken reader) in a child with bounded time and memory.
 from __future__ import annotations
 
 import pytest
-from hostile_cases import CASES
-from hostile_support import Case, Sandbox, judge, run_forked, run_inprocess, run_process, snapshot
+
+from tests.config.hostile_cases import CASES
+from tests.config.hostile_support import Case, Sandbox, judge, run_forked, run_inprocess, run_process, snapshot
 
 IN_PROCESS_BOUND = 5.0
 CHILD_BOUND = 20.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from render_support import PROFILES, ROOT, SMALL, private
 
 from builder.config import Cluster, load_cluster
+from tests.render.render_support import PROFILES, ROOT, SMALL, private
 
 
 @pytest.fixture

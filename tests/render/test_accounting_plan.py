@@ -8,13 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from render_support import OVERLAYS, PROFILES, file, paths, plan, text, unit
 
 from builder.config import Cluster
 from builder.errors import InputError
 from builder.layers import role_layers
 from builder.render import render_plan
 from builder.render.profiles import available_roles, load_profile
+from tests.render.render_support import OVERLAYS, PROFILES, file, paths, plan, text, unit
 
 CONF = "/etc/slurm/slurmdbd.conf"
 SLURM_CONF = "/etc/slurm/slurm.conf"

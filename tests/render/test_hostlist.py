@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import slurm_syntax
-
 from builder.render.hostlist import hostlist, node_groups
+from tests.render import slurm_syntax
 
 
 def _node(name: str, ip: str, cpus: int = 4, memory_mb: int = 7800) -> dict[str, object]:

@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from render_support import plan, text
 
 from builder.config import Cluster
 from builder.render import RenderPlan
+from tests.render.render_support import plan, text
 
 SCRIPT = "/usr/local/lib/clusterbake/identity.py"
 KEYFILE = "/etc/NetworkManager/system-connections/eth0.nmconnection"

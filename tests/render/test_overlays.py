@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from render_support import OVERLAYS, PROFILES
 
 from builder.config import Cluster
 from builder.errors import InputError
 from builder.render import RenderPlan, render_plan
+from tests.render.render_support import OVERLAYS, PROFILES
 
 
 def lab(tmp_path: Path, files: dict[str, str], manifest: str | None = None) -> tuple[Path, Path]:

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from render_support import PROFILES, SMALL, file, paths, plan, private, text
 
 from builder.config import Cluster, load_cluster
 from builder.container import pct_create_command
 from builder.errors import InputError
 from builder.render import RenderPlan
+from tests.render.render_support import PROFILES, SMALL, file, paths, plan, private, text
 
 CONTAINER_BOSS = "  - {name: boss,  role: controller, ip: 192.168.7.2, platform: proxmox-lxc, cpus: 4}"
 

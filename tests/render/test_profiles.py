@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from render_support import PROFILES
 
 from builder.errors import InputError
 from builder.render import load_profile
+from tests.render.render_support import PROFILES
 
 
 def write_profiles(tmp_path: Path, **profiles: str) -> Path:

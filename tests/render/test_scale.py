@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import slurm_syntax
 import yaml
-from render_support import PROFILES, plan, text
 
 from builder.config import Cluster, load_cluster
+from tests.render import slurm_syntax
+from tests.render.render_support import PROFILES, plan, text
 
 COMPUTE = 256
 

@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from render_support import file, paths, plan
 
 from builder.config import Cluster
 from builder.errors import InputError
 from builder.render import munge_key
+from tests.render.render_support import file, paths, plan
 
 
 def mode(path: Path) -> int:

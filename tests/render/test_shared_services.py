@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 import yaml
-from render_support import file, paths, plan, text, unit
 
 from builder.config import Cluster
 from builder.config.model import FileServer
 from builder.errors import InputError
+from tests.render.render_support import file, paths, plan, text, unit
 
 UNITS = "/etc/systemd/system/"
 EXPORTS = "/etc/exports.d/clusterbake.exports"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from render_support import PROFILES, plan
 
 from builder.config import Cluster, load_cluster
 from builder.errors import InputError
+from tests.render.render_support import PROFILES, plan
 
 RULE = "/etc/sudoers.d/010_{}-nopasswd"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from builder.build import BuildRequest, plan_build
 from builder.config import load_cluster
-from tests.build.conftest import lab_data, write_cluster
-from tests.build.test_bad_input import UNREACHABLE
+from tests.built_images.conftest import lab_data, write_cluster
+from tests.built_images.test_bad_input import UNREACHABLE
 
 
 def test_the_user_wizard_is_turned_off_only_when_the_cluster_names_a_first_user(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from builder.paths import repo_root
-from tests.build.conftest import cli, lab_data, write_cluster
+from tests.built_images.conftest import cli, lab_data, write_cluster
 
 UNREACHABLE = {
     "url": "http://127.0.0.1:9/never.img.xz",
@@ -106,12 +106,13 @@ def test_references_to_no_node(tmp_path: Path, key: str) -> None:
 
 
 def test_two_profiles_claiming_the_same_gpio(tmp_path: Path) -> None:
-    """compute wires a fan to GPIO18, and timeserver (which includes compute) its PPS."""
+    """compute wires a fan to GPIO18, and timeserver its PPS: the lab's auxiliary role includes both.
+    Every role of the cluster is checked before the one asked for, so the clash is named at auxiliary."""
     profiles, _ = _copy_data(tmp_path)
     with (profiles / "compute.yaml").open("a") as f:
         f.write("\ngpio: {18: fan tachometer}\n")
-    error = _run_bad(tmp_path, target=("--role", "timeserver"), profiles=profiles)
-    assert error.startswith("profiles/timeserver.yaml: GPIO18 is claimed twice:"), error
+    error = _run_bad(tmp_path, target=("--role", "compute"), profiles=profiles)
+    assert error.startswith("profiles/auxiliary.yaml: GPIO18 is claimed twice:"), error
     assert "compute.yaml" in error and "pps-gpio" in error
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from builder.paths import repo_root
-from tests.build.conftest import Lab, cli
-from tests.build.image_reader import ImageReader, sh
+from tests.built_images.conftest import Lab, cli
+from tests.built_images.image_reader import ImageReader, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.conftest import cli, lab_data, write_cluster
-from tests.build.image_reader import ImageReader, ini
-from tests.build.test_shared_services_built import installed
+from tests.built_images.conftest import cli, lab_data, write_cluster
+from tests.built_images.image_reader import ImageReader, ini
+from tests.built_images.test_shared_services_built import installed
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

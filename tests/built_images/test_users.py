@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.build.conftest import ALICE_HASH, ALICE_KEY, BOB_KEYS, Lab
-from tests.build.image_reader import ImageReader
+from tests.built_images.conftest import ALICE_HASH, ALICE_KEY, BOB_KEYS, Lab
+from tests.built_images.image_reader import ImageReader
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from builder.paths import repo_root
-from tests.build.image_reader import ImageReader
+from tests.built_images.image_reader import ImageReader
 from tests.render.render_support import ALICE_KEY, BOB_KEYS
 
 ALICE_HASH = "$6$rolelabsalt0$HUaaDT8xSDArPPrkqL1elkYGw2KkLivmjmcl0LUv3iQYbH8KZINWVlkDHaPLrn0wxyv7OLy4btzkksH94f70e."

@@ -11,8 +11,8 @@ from builder.build import BuildRequest, plan_build
 from builder.config import load_cluster
 from builder.image import open_image
 from builder.provision.rendered_files import apply_boot_edits
-from tests.build.conftest import Lab
-from tests.build.image_reader import ImageReader, config_sections, sh
+from tests.built_images.conftest import Lab
+from tests.built_images.image_reader import ImageReader, config_sections, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -35,7 +35,8 @@ def test_every_image_has_the_power_button_for_all_boards_and_keeps_the_base_line
     for image in lab.all:
         config = image.boot_text("config.txt")
         assert config.startswith(base), f"{image.path.name}: the base image's config.txt lines must stay as they were"
-        assert _all_lines(image).count("dtoverlay=gpio-shutdown") == 1, image.path.name
+        # Held three seconds (the cluster file's default power_button.hold_ms) before it shuts the node down.
+        assert _all_lines(image).count("dtoverlay=gpio-shutdown,debounce=3000") == 1, image.path.name
         assert config.count("gpio-shutdown") == 1
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pytest
 
 from builder.image import open_image
-from tests.build.conftest import Lab
-from tests.build.image_reader import ImageReader, sh
+from tests.built_images.conftest import Lab
+from tests.built_images.image_reader import ImageReader, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

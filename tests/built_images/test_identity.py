@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pytest
 
 from builder.image import open_image
-from tests.build.conftest import NODES, Lab
-from tests.build.image_reader import ImageReader, ini, sh
+from tests.built_images.conftest import NODES, Lab
+from tests.built_images.image_reader import ImageReader, ini, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

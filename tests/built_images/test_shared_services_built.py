@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.build.conftest import NODES, Lab
-from tests.build.image_reader import ImageReader, ini
+from tests.built_images.conftest import NODES, Lab
+from tests.built_images.image_reader import ImageReader, ini
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

@@ -17,7 +17,7 @@ from builder.config import Cluster, load_cluster
 from builder.layers import Layer, layer_path, missing_layers, role_layers
 from builder.paths import repo_root
 from builder.render import RenderPlan, render_plan
-from tests.build.conftest import Lab
+from tests.built_images.conftest import Lab
 
 BASE = Path("/cache/base/0123abcd.img")   # only its name enters the keys
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.build.conftest import Lab, cli, write_cluster
-from tests.build.image_reader import ImageReader, config_sections
+from tests.built_images.conftest import Lab, cli, write_cluster
+from tests.built_images.image_reader import ImageReader, config_sections
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

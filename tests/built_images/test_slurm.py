@@ -11,7 +11,7 @@ from builder.config import load_cluster
 from builder.image import open_image
 from builder.paths import repo_root
 from builder.render import render_plan
-from tests.build.conftest import NODES, Lab, lab_data, write_cluster
+from tests.built_images.conftest import NODES, Lab, lab_data, write_cluster
 from tests.render.slurm_syntax import expand
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.build.conftest import Lab, cli
-from tests.build.image_reader import ImageReader
-from tests.build.test_bad_input import _copy_data
+from tests.built_images.conftest import Lab, cli
+from tests.built_images.image_reader import ImageReader
+from tests.built_images.test_bad_input import _copy_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 

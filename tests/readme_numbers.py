@@ -1,0 +1,103 @@
+"""The README's measured figures, made from the files that record the runs they come from.
+
+Two sections of README.md are generated, each between a start and an end marker:
+  suite   from tests/measured/suite.json  (`make measure`: one whole run of the README's test command)
+  bench   from tests/measured/bench.json  (`make bench`: the speed goals as ratios)
+`python -m tests.readme_numbers --write` rewrites them; `--check` exits 1 when one is stale.
+Nothing between the markers is edited by hand; tests/test_readme_numbers.py holds the README to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from builder.bench import markdown_report
+from builder.paths import repo_root
+
+README = repo_root() / "README.md"
+MEASURED = repo_root() / "tests" / "measured"
+END = "<!-- end of generated section -->"
+
+
+def start_marker(name: str) -> str:
+    return (f"<!-- generated section {name}: `python -m tests.readme_numbers --write` "
+            f"from tests/measured/{name}.json -->")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def suite_report(record: Mapping[str, Any]) -> str:
+    """The suite's figures: one line for the whole run, a table with one row per folder."""
+    machine = record["machine"]
+    commit = record["commit"] + (" with uncommitted changes" if record["dirty"] else "")
+    lines = [
+        f"One `{record['command']}` run ({machine['date']}, commit {commit}, {machine['nproc']} cores "
+        f"({machine['cpu']}), {machine['memory_mib'] // 1024} GiB, load {machine['load_average'][0]} at the start): "
+        f"**{record['passed']} passed, {record['failed']} failed, {record['skipped']} skipped, "
+        f"{record['error']} errors** of {record['collected']} collected, in {_minutes(record['seconds'])} "
+        f"(exit status {record['exit_status']}).",
+        "",
+        "| folder | collected | passed | failed | skipped | errors | minutes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [f"| `{name}` | {f['collected']} | {f['passed']} | {f['failed']} | {f['skipped']} | {f['error']} | "
+              f"{_minutes(f['seconds'])} |" for name, f in record["folders"].items()]
+    return "\n".join(lines)
+
+
+SECTIONS: dict[str, Callable[[Mapping[str, Any]], str]] = {"suite": suite_report, "bench": markdown_report}
+
+
+def load(name: str, folder: Path = MEASURED) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / f"{name}.json").read_text())
+    return data
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(start_marker(name)) + r"\n(.*?)\n" + re.escape(END), re.S)
+
+
+def section(readme: str, name: str) -> str | None:
+    """The text between a section's markers, or None when the README has no such section."""
+    found = _pattern(name).search(readme)
+    return found.group(1) if found else None
+
+
+def regenerate(readme: str, folder: Path = MEASURED) -> str:
+    """The README with every generated section made anew from its file."""
+    for name, render in SECTIONS.items():
+        replacement = f"{start_marker(name)}\n{render(load(name, folder))}\n{END}"
+        readme, count = _pattern(name).subn(lambda _, text=replacement: text, readme)
+        if count != 1:
+            raise SystemExit(f"README.md: the section '{name}' must appear once between its markers "
+                             f"(found {count}); start marker: {start_marker(name)}")
+    return readme
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.readme_numbers", description=__doc__.split("\n\n")[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help="rewrite the generated sections of README.md")
+    action.add_argument("--check", action="store_true", help="exit 1 if a generated section is stale")
+    args = parser.parse_args(argv)
+    current = README.read_text()
+    fresh = regenerate(current)
+    if args.write:
+        README.write_text(fresh)
+        return 0
+    if fresh != current:
+        print("README.md: a generated section is stale; run `python -m tests.readme_numbers --write`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
