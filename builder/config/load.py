@@ -29,6 +29,9 @@ from builder.config.sshkeys import ssh_key_problem
 
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
 SUDO_MODES = ("nopasswd", "password")
+# The power button's hold time: the lab's builder holds it three seconds. Below 20 ms a switch's own
+# bounce could fire it; past ten seconds nobody holds a button. (The overlay takes any 32-bit value.)
+DEFAULT_HOLD_MS, HOLD_MS_MIN, HOLD_MS_MAX = 3000, 20, 10_000
 
 
 def read_yaml(path: Path) -> object:
@@ -60,6 +63,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     ssh.done()
     secrets = top.text("secrets_dir", None)
     fileserver = read_fileserver(top, network)
+    hold_ms = _power_button_hold(top.sub("power_button", {}))
     top.done()
 
     cluster = Cluster(
@@ -77,10 +81,22 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         ssh_password_authentication=password_auth,
         secrets_dir=_secrets_dir(secrets, path, name, top),
         fileserver=fileserver,
+        power_button_hold_ms=hold_ms,
     )
     _check_cluster(cluster, top, profiles_dir)
     check_fileserver(cluster, top)
     return cluster
+
+
+def _power_button_hold(r: Reader) -> int:
+    """`power_button.hold_ms`: the gpio-shutdown overlay's `debounce`, so a brush against the button does nothing."""
+    hold = r.take("hold_ms", DEFAULT_HOLD_MS)
+    if isinstance(hold, bool) or not isinstance(hold, int) or not HOLD_MS_MIN <= hold <= HOLD_MS_MAX:
+        r.fail(f"{shown(hold)} is not a whole number of milliseconds from {HOLD_MS_MIN} to {HOLD_MS_MAX}",
+               key="hold_ms", hint=f"how long the button must be held to shut a node down, e.g. hold_ms: "
+                                   f"{DEFAULT_HOLD_MS} (three seconds)")
+    r.done()
+    return int(hold)
 
 
 def _base_image(r: Reader, cluster_dir: Path) -> BaseImage:

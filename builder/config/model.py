@@ -126,6 +126,7 @@ class Cluster:
     slurm_partition: str = "main"
     slurm_accounting: bool = False      # slurmdbd + MariaDB on the controller (`slurm.accounting`)
     fileserver: FileServer | None = None
+    power_button_hold_ms: int = 3000    # `power_button.hold_ms`: how long GPIO3's button is held to shut down
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

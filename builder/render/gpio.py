@@ -17,6 +17,22 @@ from builder.errors import InputError
 log = logging.getLogger("clusterbake")
 
 POWER_BUTTON_PIN = 3
+POWER_BUTTON_OVERLAY = "gpio-shutdown"
+
+
+def with_button_hold(lines: Sequence[str], hold_ms: int) -> tuple[str, ...]:
+    """Every `dtoverlay=gpio-shutdown` line with `debounce=<hold_ms>`: the key is reported only once the
+    button has been held that long (the overlay's `debounce` is gpio-keys' `debounce-interval`, in ms).
+    The cluster file's `power_button.hold_ms` decides; a `debounce=` a profile wrote is replaced."""
+    out = []
+    for line in lines:
+        key, _, value = line.partition("=")
+        name, *params = value.split(",")
+        if key.strip() == "dtoverlay" and name.strip() == POWER_BUTTON_OVERLAY:
+            params = [p for p in params if p.split("=", 1)[0].strip() != "debounce"]
+            line = ",".join([f"dtoverlay={POWER_BUTTON_OVERLAY}", *params, f"debounce={hold_ms}"])
+        out.append(line)
+    return tuple(out)
 
 # dtparams that switch on a fixed block of pins.
 DTPARAM_PINS: dict[str, tuple[int, ...]] = {

@@ -22,7 +22,7 @@ from builder.config.model import Cluster, Node, User
 from builder.errors import InputError
 from builder.render.cluster_secrets import munge_key
 from builder.render.context import NFS_SERVER_UNIT, build_context
-from builder.render.gpio import warn_pi5_power_button
+from builder.render.gpio import warn_pi5_power_button, with_button_hold
 from builder.render.image_file import ImageFile
 from builder.render.overlays import Templates, render_overlay
 from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
@@ -150,8 +150,9 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         mask=mask,
         files=files,
         remove=remove,
-        config_txt_lines=profile.config_txt,
-        config_txt_boards=_boards_lines(profile, members),
+        config_txt_lines=with_button_hold(profile.config_txt, cluster.power_button_hold_ms),
+        config_txt_boards=tuple((board, with_button_hold(lines, cluster.power_button_hold_ms))
+                                for board, lines in _boards_lines(profile, members)),
         remove_serial_console=profile.remove_serial_console,
         cmdline_args=profile.cmdline,
         boot_files=tuple(sorted(boot)),

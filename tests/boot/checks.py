@@ -110,11 +110,11 @@ def unit_journal(machine: Machine, unit: str, lines: int = 4) -> str:
 
 
 def power_off(machines: Sequence[Machine], timeout: float = 180) -> None:
-    """The power key to every running machine at once; QEMU is stopped where the guest won't halt."""
+    """The power key held on every running machine; QEMU is stopped where the guest won't halt."""
     pressed = [m for m in machines if m.alive()]
     for machine in pressed:
         with contextlib.suppress(OSError):
-            machine.monitor("system_powerdown")
+            machine.hold_power_key()
     deadline = time.monotonic() + timeout
     for machine in pressed:
         if machine.wait_exit(max(1.0, deadline - time.monotonic())) is None:

@@ -101,7 +101,8 @@ class BootLab:
             disks.replace_root_file(disk, conf, departures.without_refclocks(reader.text(conf)).encode())
         return MachineSpec(name=name, role=node.role, ip=str(node.ip), mac=str(node.mac), disk=disk,
                            cmdline=departures.kernel_cmdline(reader.boot_text("cmdline.txt")),
-                           memory_mib=VM_MEMORY_MIB[node.role])
+                           memory_mib=VM_MEMORY_MIB[node.role],
+                           button_hold_ms=departures.button_hold_ms(reader.boot_text("config.txt")))
 
 
 @contextlib.contextmanager

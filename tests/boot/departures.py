@@ -23,6 +23,14 @@ The images boot under their own systemd as PID 1; what differs is the machine ar
    on the host, udev had not yet announced the boot partition after 90 s, and the node went into
    emergency mode — a timing artefact, not what a Pi does.
 
+6. The power button's hold time: on a Pi, `dtoverlay=gpio-shutdown,debounce=N` in `config.txt` sets the
+   button's gpio-keys `debounce-interval` to N ms in the device tree the firmware hands the kernel. The
+   VM boots with QEMU's own `virt` device tree, dumped once per VM (`-machine dumpdtb`) and given the
+   same `debounce-interval` on its `/gpio-keys/poweroff` node, read from the image's `config.txt`
+   (`button_hold_ms`), with `fdtput`; Linux's gpio-keys then debounces the key exactly as on the Pi.
+   QEMU's power key is a GPIO line that `system_powerdown` raises for 100 ms and each further
+   `system_powerdown` keeps raised another 100 ms: one is a short press, one every 40 ms a held one.
+
 Not departures (a user does the same to the card they flash): `node.txt` and `munge.key` on the
 boot partition, and the NIC's MAC address taken from the inventory's `mac`.
 """
@@ -47,6 +55,22 @@ CMDLINE_EXTRA = ("net.ifnames=0", f"systemd.default_device_timeout_sec={TIMEOUT_
 
 # The roles whose chrony.conf loses its refclock lines (item 4).
 DROP_REFCLOCKS = ("timeserver", "auxiliary")
+
+
+OVERLAY_DEFAULT_DEBOUNCE_MS = 100   # gpio-shutdown without `debounce=` (its README)
+
+
+def button_hold_ms(config_txt: str) -> int | None:
+    """The `debounce` of the image's gpio-shutdown line for all boards (item 6); None: no button."""
+    section = "all"
+    for raw in config_txt.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].lower()
+        elif section == "all" and line.startswith("dtoverlay=gpio-shutdown"):
+            params = dict(p.split("=", 1) for p in line.split(",")[1:] if "=" in p)
+            return int(params.get("debounce", OVERLAY_DEFAULT_DEBOUNCE_MS))
+    return None
 
 
 def kernel_cmdline(image_cmdline: str) -> str:

@@ -108,6 +108,7 @@ class MachineSpec:
     disk: Path          # this VM's own copy of the image
     cmdline: str
     memory_mib: int
+    button_hold_ms: int | None = None    # the power key's debounce in the VM's device tree (departures 6)
 
 
 @dataclass
@@ -144,9 +145,8 @@ class Machine:
         monitor.unlink(missing_ok=True)
         s = self.spec
         argv = [
-            "qemu-system-aarch64", "-name", f"{PREFIX}{os.getpid()}-{s.name}",
-            "-machine", "virt", "-cpu", "cortex-a72", "-smp", "1", "-m", str(s.memory_mib),
-            "-nodefaults", "-display", "none",
+            "qemu-system-aarch64", "-name", f"{PREFIX}{os.getpid()}-{s.name}", *self._board(),
+            *(("-dtb", str(self._device_tree())) if s.button_hold_ms is not None else ()),
             "-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", s.cmdline,
             "-drive", f"file={s.disk},format=raw,if=none,id=disk", "-device", "virtio-blk-pci,drive=disk",
             "-netdev", f"tap,id=lan,ifname={tap},script=no,downscript=no",
@@ -160,6 +160,42 @@ class Machine:
                                         stderr=subprocess.STDOUT)
         log.close()
         self.started = time.monotonic()
+
+    def _board(self) -> list[str]:
+        return ["-machine", "virt", "-cpu", "cortex-a72", "-smp", "1", "-m", str(self.spec.memory_mib),
+                "-nodefaults", "-display", "none"]
+
+    def _device_tree(self) -> Path:
+        """QEMU's own device tree for this VM's board, its power key debounced as the image's config.txt
+        asks (departures 6). The same board options make the same tree; PCI devices are not in it."""
+        dtb = self.folder / "virt.dtb"
+        if not dtb.exists():
+            subprocess.run(["qemu-system-aarch64", *self._board(), "-machine", f"dumpdtb={dtb}"],
+                           check=True, capture_output=True, stdin=subprocess.DEVNULL)
+            subprocess.run(["fdtput", "-t", "u", str(dtb), "/gpio-keys/poweroff", "debounce-interval",
+                            str(self.spec.button_hold_ms)], check=True, capture_output=True)
+        return dtb
+
+    def press_power_key(self, seconds: float = 0.0) -> None:
+        """The power key: a short press (QEMU raises the GPIO line for 100 ms), or held for `seconds`
+        (system_powerdown every 40 ms keeps the line raised: each one re-arms QEMU's 100 ms release)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.connect(str(self.folder / "monitor.sock"))
+            conn.recv(4096)
+            until = time.monotonic() + seconds
+            conn.sendall(b"system_powerdown\n")
+            while time.monotonic() < until:
+                time.sleep(0.04)
+                conn.sendall(b"system_powerdown\n")
+            time.sleep(0.5)
+
+    def hold_power_key(self) -> float:
+        """The power key held a second longer than the image's hold time (what a person shutting the node
+        down does); returns how long it was held."""
+        seconds = (self.spec.button_hold_ms or 0) / 1000 + 1
+        self.press_power_key(seconds)
+        return seconds
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -181,16 +217,6 @@ class Machine:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
-
-    def monitor(self, command: str) -> str:
-        """One command on QEMU's human monitor (e.g. `system_powerdown`: the power key)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.settimeout(10)
-            conn.connect(str(self.folder / "monitor.sock"))
-            conn.recv(4096)  # the greeting and prompt
-            conn.sendall(command.encode() + b"\n")
-            time.sleep(0.5)
-            return conn.recv(4096).decode(errors="replace")
 
     @property
     def control_path(self) -> Path:

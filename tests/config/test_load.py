@@ -74,6 +74,14 @@ def test_base_image_references_are_resolved_once_when_the_cluster_file_loads(
         (lambda d: d["nodes"][0].update(role="gpu"), "nodes[0].role: role 'gpu' has no profile"),
         (lambda d: d["users"][0].update(uid=5), "users[0].uid: 5 is not a whole number from 1001 to 60000"),
         (lambda d: d.update(name="Pi Cluster"), "name: 'Pi Cluster' is not a cluster name (a-z, 0-9 and '-'"),
+        (lambda d: d.update(power_button={"hold_ms": 5}),
+         "cluster.yaml: power_button.hold_ms: 5 is not a whole number of milliseconds from 20 to 10000 (fix: how long"),
+        (lambda d: d.update(power_button={"hold_ms": 600000}), "power_button.hold_ms: 600000 is not a whole number"),
+        (lambda d: d.update(power_button={"hold_ms": "3s"}), "power_button.hold_ms: '3s' is not a whole number"),
+        (lambda d: d.update(power_button={"hold_ms": 2.5}), "power_button.hold_ms: 2.5 is not a whole number"),
+        (lambda d: d.update(power_button={"hold_ms": True}), "power_button.hold_ms: True is not a whole number"),
+        (lambda d: d.update(power_button={"hold": 3000}),
+         "power_button.hold: unknown key (fix: did you mean 'hold_ms'?)"),
     ],
 )
 def test_bad_input_names_file_key_and_problem(tmp_path: Path, data: dict, mutate, expected: str) -> None:

@@ -11,13 +11,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-import slurm_syntax
 import yaml
-from render_support import BOB_KEYS, OVERLAYS, PROFILES, file, paths, plan, text
 
 from builder.config import Cluster, load_cluster
 from builder.errors import InputError
 from builder.render import render_plan
+from builder.render.gpio import with_button_hold
+from tests.render import slurm_syntax
+from tests.render.render_support import BOB_KEYS, OVERLAYS, PROFILES, file, paths, plan, text
 
 ROLES = ["controller", "compute", "login", "timeserver", "auxiliary"]
 KEYFILE = "/etc/NetworkManager/system-connections/eth0.nmconnection"
@@ -124,7 +125,7 @@ def test_time_server_runs_gpsd_and_chrony_with_pps(small: Cluster) -> None:
     assert {"gpsd", "chrony", "slurmd"} <= set(p.packages)
     assert {"gpsd.service", "chrony.service", "slurmd.service"} <= set(p.enable)
     assert "systemd-timesyncd.service" in p.disable
-    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown", "dtoverlay=pps-gpio,gpiopin=18")
+    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown,debounce=3000", "dtoverlay=pps-gpio,gpiopin=18")
     assert p.config_txt_boards == (("pi4", ("enable_uart=1",)),)    # clock is a Pi 4
     assert p.remove_serial_console
 
@@ -132,8 +133,27 @@ def test_time_server_runs_gpsd_and_chrony_with_pps(small: Cluster) -> None:
 @pytest.mark.parametrize("role", ["controller", "compute", "login"])
 def test_other_roles_get_the_power_button_and_keep_their_console(small: Cluster, role: str) -> None:
     p = plan(small, role=role)
-    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown",)
+    assert p.config_txt_lines == ("dtoverlay=gpio-shutdown,debounce=3000",)
     assert not p.remove_serial_console
+
+
+@pytest.mark.parametrize("hold_ms", [20, 500, 10_000])
+def test_the_button_reports_only_after_the_cluster_files_hold_time(small: Cluster, hold_ms: int) -> None:
+    # The lab's button is held three seconds (the default); a brush against it must do nothing.
+    held = dataclasses.replace(small, power_button_hold_ms=hold_ms)
+    for role in ("controller", "compute", "timeserver"):
+        lines = plan(held, role=role).config_txt_lines
+        assert [line for line in lines if "gpio-shutdown" in line] == [f"dtoverlay=gpio-shutdown,debounce={hold_ms}"]
+
+
+@pytest.mark.parametrize(("line", "rendered"), [
+    ("dtoverlay=gpio-shutdown", "dtoverlay=gpio-shutdown,debounce=1500"),
+    ("dtoverlay=gpio-shutdown,gpio_pull=up,debounce=100", "dtoverlay=gpio-shutdown,gpio_pull=up,debounce=1500"),
+    ("dtoverlay=gpio-poweroff,gpiopin=26", "dtoverlay=gpio-poweroff,gpiopin=26"),
+    ("dtoverlay=gpio-shutdownx", "dtoverlay=gpio-shutdownx"),
+])
+def test_the_hold_time_is_the_overlays_debounce(line: str, rendered: str) -> None:
+    assert with_button_hold([line], 1500) == (rendered,)
 
 
 def test_daemons_per_role(small: Cluster) -> None:

@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 
 import pytest
-from render_support import plan, text
-from test_configtxt import reference_text
-from test_profiles import write_profiles
 
 from builder.config import Cluster
 from builder.errors import InputError
 from builder.render import RenderPlan, apply_config_txt, load_profile
+from tests.render.render_support import plan, text
+from tests.render.test_configtxt import reference_text
+from tests.render.test_profiles import write_profiles
 
 
 def in_force(config: str, board: str) -> list[str]:
@@ -78,7 +78,7 @@ def test_a_role_image_mixing_pi4_and_pi5_filters_each_boards_lines(small: Cluste
     assert "enable_uart=1" in pi4 and "dtparam=uart0=on" not in pi4
     assert "dtparam=uart0=on" in pi5 and "enable_uart=1" not in pi5
     for lines in (pi4, pi5):
-        assert {"dtoverlay=gpio-shutdown", "dtoverlay=pps-gpio,gpiopin=18"} <= set(lines)
+        assert {"dtoverlay=gpio-shutdown,debounce=3000", "dtoverlay=pps-gpio,gpiopin=18"} <= set(lines)
     assert [line for line in config.splitlines() if line.startswith("[")][-1] == "[all]"
     # Each node's gpsd device is in the inventory the identity service installs at first boot.
     inventory = json.loads(text(p, "/etc/clusterbake/inventory.json"))
