@@ -69,7 +69,7 @@ def test_lines_land_in_all_when_the_file_ends_in_a_board_section_and_twice_adds_
     copy = tmp_path / "gps.img"
     subprocess.run(["cp", "--sparse=always", lab.roles["auxiliary"].path, copy], check=True)
     reader = ImageReader(copy)
-    ours = ("dtoverlay=gpio-shutdown", "dtoverlay=pps-gpio,gpiopin=18")
+    ours = ("dtoverlay=gpio-shutdown,debounce=3000", "dtoverlay=pps-gpio,gpiopin=18")
     built = reader.boot_text("config.txt")
     kept = built[:built.index("\n[pi4]\nenable_uart=1\n")].splitlines()
     kept = [line for line in kept if line not in ours]

@@ -29,7 +29,9 @@ RUNS = ("ssh.service", "chrony.service", "munge.service", "clusterbake-ssh-hostk
 NEVER = (WIZARD, "systemd-timesyncd.service")
 ROLE_RUNS = {"compute": ("slurmd.service", "clusterbake-identity.service"),
              "controller": ("slurmctld.service", "clusterbake-identity.service"),
-             "timeserver": ("slurmd.service", "gpsd.service", "clusterbake-identity.service")}
+             # The lab's gps: time server, file server, Prometheus and compute node in one role (issue 15).
+             "auxiliary": ("slurmd.service", "gpsd.service", "nfs-server.service", "prometheus.service",
+                           "clusterbake-cluster-keys.service", "clusterbake-identity.service")}
 
 
 def test_first_user_images_are_in_the_state_cancel_rename_leaves(lab: Lab) -> None:
