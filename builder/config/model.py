@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.config.sources import Source
+
+if TYPE_CHECKING:
+    from builder.config.access import Access
 
 # What Slurm is told about each board model: CPUs and RealMemory in MB. RealMemory is
 # a little below the installed RAM because the firmware and kernel keep some for
@@ -126,6 +130,7 @@ class Cluster:
     slurm_partition: str = "main"
     slurm_accounting: bool = False      # slurmdbd + MariaDB on the controller (`slurm.accounting`)
     fileserver: FileServer | None = None
+    access: Access | None = None        # the door to the outside (`access:`, builder/config/access.py)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
