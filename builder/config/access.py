@@ -122,6 +122,9 @@ def _uplink(r: Reader, network: Network, secrets_dir: Path) -> Uplink:
                 dns.append(IPv4Address(value))
             except ValueError:
                 r.fail(f"{shown(value)} is not an IPv4 address", key=f"dns[{i}]")
+        if not dns:
+            r.fail("is missing: with a static address the door needs the home network's resolvers", key="dns",
+                   hint=f"e.g. dns: [{gateway}], or remove address: to use DHCP")
     else:
         for key in ("gateway", "dns"):
             if key in r.data:
