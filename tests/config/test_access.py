@@ -83,6 +83,12 @@ def peers(*keys: str) -> dict:
     ({"wireguard": {"address": "10.0.0.1/24", "peers": []}}, "access.wireguard.address",
      "overlaps the cluster's network.subnet", "a subnet of its own"),
     ({"node": "nas"}, "access.node", "'nas' names no node", "one of head, gps"),
+    ({"uplink": {"interface": "eth1", "address": "192.168.1.50/24", "gateway": "192.168.1.1"}}, "access.uplink.dns",
+     "is missing", "dns: [192.168.1.1]"),
+    ({"uplink": {"interface": "eth1", "gateway": "192.168.1.1"}}, "access.uplink.gateway",
+     "only for a static address", "remove it"),
+    ({"uplink": {"interface": "eth1"}, "wireguard": {"address": "10.99.0.1/24", "port": 22, "peers": []}},
+     "access.wireguard.port", "22 is SSH's port", "51820"),
 ])
 def test_bad_access_is_one_line_naming_key_and_fix(tmp_path: Path, data: dict, change: dict, where: str,
                                                     problem: str, fix: str) -> None:
