@@ -20,7 +20,7 @@ network namespaces on an x86 host:
    image's nft cannot reach nf_tables (NETLINK_NETFILTER). The kernel's nftables are per namespace.
 6. systemd-sysctl's part is done only for the `net.*` keys of clusterbake's own
    /etc/sysctl.d/60-clusterbake-*.conf files, which the kernel keeps per network namespace: any
-   other key (kernel.*, vm.*) would change the host. dnsmasq is not started (nothing here asks DNS).
+   other key (kernel.*, vm.*) would change the host.
 """
 
 from __future__ import annotations

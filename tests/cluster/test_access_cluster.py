@@ -1,13 +1,14 @@
 """`access:` on a booted cluster: the door lets the cluster out and only SSH in (issue 25, part 2).
 
-The lab of test_cluster.py with gps as the door: its cluster address is the others' gateway and
-DNS, its second interface (eth1) is cabled to a "home" network holding a web server and a client
-(tests/cluster/home.py). Booted: head (slurmctld), gps (the door) and node01 (slurmd), each with
-sshd from its image. From the client, `ssh -F <the README's ~/.ssh/config stanza> node01 srun …`
-goes through the door as a jump host and runs a job on node01; node01 fetches a page from the home
-web server through the door's NAT (the server sees the door's uplink address); the client, given a
-route to the cluster through the door, reaches no node's port 22, 6818 or 9100 (only the door's
-own SSH). Departures from a real boot: overrides.py (items 5 and 6 are the door's).
+The lab of test_cluster.py with gps as the door: its cluster address is the others' gateway and DNS,
+its second interface (eth1) is cabled to a "home" network holding a web server and a client
+(tests/cluster/home.py). Booted: head (slurmctld), gps (the door, with dnsmasq) and node01 (slurmd),
+the door and node01 with sshd from their images. node01 resolves head through the door's DNS. From
+the client, `ssh -F <the README's ~/.ssh/config stanza> node01 srun …` goes through the door as a
+jump host and runs a job on node01; node01 fetches a page from the home web server through the
+door's NAT (the server sees the door's uplink address); the client, given a route to the cluster
+through the door, reaches no node's port 22, 6818 or 9100 (only the door's own SSH). Departures from
+a real boot: overrides.py (items 5 and 6 are the door's).
 """
 
 from __future__ import annotations
@@ -71,6 +72,24 @@ def probe(home: Home, targets: list[str]) -> dict[str, str]:
     return dict(json.loads(result.stdout))
 
 
+# One DNS question for an A record, sent by UDP; prints the first answer's address, or why there is none.
+DNS_QUERY = """
+import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+question = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\\0"
+query = struct.pack(">HHHHHH", 0x2525, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(5)
+try:
+    sock.sendto(query, (server, 53))
+    answer = sock.recv(512)
+except OSError as exc:
+    print("no answer:", exc.strerror or type(exc).__name__)
+    sys.exit(0)
+count = struct.unpack(">H", answer[6:8])[0]
+print(socket.inet_ntoa(answer[-4:]) if count and struct.unpack(">H", answer[-14:-12])[0] == 1 else "no address")
+"""
+
 PROBE = """
 import json, socket, sys
 found = {}
@@ -102,8 +121,18 @@ def test_ssh_jump_nat_out_and_nothing_else_in(accesslab: tuple[Lab, Path], tmp_p
                 for unit in SSH_UNITS:
                     start_unit(node, unit)
                 assert "ssh.service" in node.started, f"{node.name}: sshd not started ({node.started})"
+            start_unit(door, "dnsmasq.service")
+            assert "dnsmasq.service" in door.started, door.started
             assert checks.wait_for(lambda: checks.node_states(head).get("node01") == "idle", checks.SLURM_WAIT), \
                 f"node01 is {checks.node_states(head).get('node01', 'missing from sinfo')}, not idle"
+
+            # DNS: node01's resolver is the door, which answers the cluster's names; not to the home side.
+            dns = lab.cluster.network.dns[0]
+            resolved = node01.run(["python3", "-c", DNS_QUERY, str(dns), "head"], check=False)
+            assert resolved.stdout.strip() == inv.addresses["head"], \
+                f"node01 asking the door ({dns}) for head: {(resolved.stdout + resolved.stderr).strip()[-400:]}"
+            outside = home.client_run(["python3", "-c", DNS_QUERY, str(UPLINK.ip), "head"])
+            assert outside.stdout.startswith("no answer"), f"the door answers DNS on its uplink: {outside.stdout}"
 
             # The one way in: ssh -J through the door, then a job on the node.
             config = tmp_path / "ssh_config"
@@ -142,6 +171,7 @@ def test_ssh_jump_nat_out_and_nothing_else_in(accesslab: tuple[Lab, Path], tmp_p
             assert not reachable, f"the home client reaches the cluster directly: {reachable}"
             REPORTS.append(
                 f"access: ssh -J {DOOR} node01 srun hostname from the home client -> {ssh.stdout.strip()}; "
+                f"the door's dnsmasq gives node01 head = {resolved.stdout.strip()}; "
                 f"node01 fetched {home.web_url}apt.txt as {UPLINK.ip}; from the client "
                 + ", ".join(f"{t} {s}" for t, s in sorted(found.items()))
                 + f"; up and checked in {time.monotonic() - started:.0f}s")
