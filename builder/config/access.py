@@ -237,9 +237,10 @@ def check_access(cluster: Cluster, top: Reader) -> None:
     if net.gateway != door.ip:
         top.fail(f"{net.gateway} is not the door; with access: set, {door.name} ({door.ip}) is the cluster's "
                  f"gateway", path="network.gateway", hint=fix)
-    if any(d != door.ip for d in net.dns):
-        top.fail(f"{', '.join(str(d) for d in net.dns)} is not only the door; with access: set, {door.name} "
-                 f"answers the cluster's DNS", path="network.dns", hint=fix)
+    if net.dns != (door.ip,):
+        shown_dns = ", ".join(str(d) for d in net.dns) or "no resolver"
+        top.fail(f"{shown_dns} is not the door; with access: set, {door.name} answers the cluster's DNS",
+                 path="network.dns", hint=fix)
 
 
 def is_door(cluster: Cluster, node: str) -> bool:

@@ -122,3 +122,12 @@ def test_the_cli_prints_one_line_with_the_fix(tmp_path: Path, data: dict) -> Non
         "clusterbake: error: cluster.yaml: access.uplink.interface: eth0 is the cluster's interface "
         "(network.interface) (fix: name the door's second interface, the one cabled to the home network "
         "(e.g. eth1 or wlan0))"]
+
+
+@pytest.mark.parametrize("dns", [[], ["10.0.0.1"], ["10.0.0.20", "9.9.9.9"]])
+def test_the_door_must_be_the_only_resolver(tmp_path: Path, data: dict, dns: list[str]) -> None:
+    changed = with_access(data)
+    changed["network"]["dns"] = dns
+    err = refused(tmp_path, changed)
+    assert str(err).startswith("cluster.yaml: network.dns: ") and "is not the door" in str(err)
+    assert err.hint == "set network.gateway: 10.0.0.20 and network.dns: [10.0.0.20]"
