@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import subprocess
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 
@@ -148,3 +150,18 @@ def test_a_door_sharing_its_role_is_refused(reference: Cluster) -> None:
         plan(cluster, role="compute")
     assert str(err.value).startswith("cluster.yaml: access.node: node01's role 'compute' is also the role of node02")
     assert err.value.hint is not None and "a role of its own" in err.value.hint
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nft (make deps)")
+@pytest.mark.parametrize("with_wireguard", [False, True], ids=["ethernet", "wifi-wireguard"])
+def test_the_kernel_accepts_the_ruleset(reference: Cluster, tmp_path: Path, with_wireguard: bool) -> None:
+    """`nft -c` (check only, nothing loaded) in a network namespace of its own: the ruleset parses and the
+    kernel would take it. The booted proof (tests/cluster/test_access_cluster.py) loads the Ethernet one."""
+    wg = WireGuard(address=IPv4Interface("10.99.0.1/24"), peers=(Peer("laptop", KEY, IPv4Address("10.99.0.2")),))
+    cluster = door(wifi(reference), Uplink(interface="wlan0", wifi=Wifi(country="DE", ssid="home")),
+                   wireguard=wg) if with_wireguard else door(reference)
+    rules = tmp_path / "nftables.conf"
+    rules.write_text(text(plan(cluster, node="gps"), NFT))
+    checked = subprocess.run(["unshare", "--net", "nft", "-c", "-f", str(rules)], capture_output=True, text=True,
+                             check=False)
+    assert checked.returncode == 0, checked.stderr
