@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from builder.config import grammar
+from builder.config.access import check_access, is_door, read_access
 from builder.config.fileserver import check_fileserver, read_fileserver
 from builder.config.grammar import (
     FINGERPRINT_RE,
@@ -63,6 +64,8 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     ssh.done()
     secrets = top.text("secrets_dir", None)
     fileserver = read_fileserver(top, network)
+    secrets_dir = _secrets_dir(secrets, path, name, top)
+    access = read_access(top, network, secrets_dir)
     hold_ms = _power_button_hold(top.sub("power_button", {}))
     top.done()
 
@@ -79,10 +82,12 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         users=users,
         first_user=first_user,
         ssh_password_authentication=password_auth,
-        secrets_dir=_secrets_dir(secrets, path, name, top),
+        secrets_dir=secrets_dir,
         fileserver=fileserver,
+        access=access,
         power_button_hold_ms=hold_ms,
     )
+    check_access(cluster, top)    # first: the door's address is the gateway, which _check_cluster allows it
     _check_cluster(cluster, top, profiles_dir)
     check_fileserver(cluster, top)
     return cluster
@@ -302,7 +307,7 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
                      hint=f"choose an address in {net.subnet}")
         if node.ip in (net.subnet.network_address, net.subnet.broadcast_address):
             top.fail(f"{node.ip} is the network or broadcast address of {net.subnet}", path=f"{where}.ip")
-        if node.ip == net.gateway:
+        if node.ip == net.gateway and not is_door(cluster, node.name):
             top.fail(f"{node.ip} is the gateway's address", path=f"{where}.ip",
                      hint="choose another address; network.gateway is the router")
         if profiles_dir is not None and not os.path.lexists(profiles_dir / f"{node.role}.yaml"):

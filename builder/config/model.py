@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.config.sources import Source
+
+if TYPE_CHECKING:
+    from builder.config.access import Access
 
 # What Slurm is told about each board model: CPUs and RealMemory in MB. RealMemory is
 # a little below the installed RAM because the firmware and kernel keep some for
@@ -127,6 +131,7 @@ class Cluster:
     slurm_accounting: bool = False      # slurmdbd + MariaDB on the controller (`slurm.accounting`)
     fileserver: FileServer | None = None
     power_button_hold_ms: int = 3000    # `power_button.hold_ms`: how long GPIO3's button is held to shut down
+    access: Access | None = None        # the door to the outside (`access:`, builder/config/access.py)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

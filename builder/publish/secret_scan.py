@@ -1,7 +1,8 @@
 """The last check before an image is published: it must hold no secret of the cluster or of a board.
 
 A release image is shared publicly and flashed to many cards, so it must not contain the
-munge key, a password hash, SSH host keys, slurmdbd's database password or any private key.
+munge key, a password hash, SSH host keys, slurmdbd's database password, a Wi-Fi passphrase or any
+private key.
 The scan covers every file of the root filesystem and of the boot partition; the release stops
 if it finds anything.
 
@@ -28,6 +29,8 @@ PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----\r?\n"
 SECRET_NAMES = ("munge.key", "ssh_host_*_key")
 # slurmdbd.conf's StoragePass (slurm.accounting): a release controller makes its own at first boot.
 DB_PASSWORD = re.compile(rb"^[ \t]*StoragePass[ \t]*=[ \t]*[^\s#]", re.IGNORECASE | re.MULTILINE)
+# A NetworkManager keyfile's Wi-Fi passphrase (access.uplink.wifi): a release door is given its own on the card.
+WIFI_PSK = re.compile(rb"^[ \t]*(?:psk|password|wep-key[0-3])[ \t]*=[ \t]*[^\s#]", re.MULTILINE)
 SHADOW_FILES = ("etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-")
 # Bigger files are archives or binaries; a PEM key lives in a small text file.
 SCAN_LIMIT = 4 << 20
@@ -73,6 +76,8 @@ def secrets_in_tree(tree: ImageRoot) -> list[str]:
                 problems.append(f"{path}: password hash for {', '.join(users)}")
         if name == "slurmdbd.conf" and DB_PASSWORD.search(tree.read_file(path)):
             problems.append(f"{path}: holds slurmdbd's database password (StoragePass)")
+        if name.endswith(".nmconnection") and WIFI_PSK.search(tree.read_file(path)):
+            problems.append(f"{path}: holds a network passphrase (psk)")
         if info.st_size <= SCAN_LIMIT:
             data = tree.read_file(path)
             if PRIVATE_KEY.search(data) and not _shipped_verbatim(data, path, packaged):

@@ -14,6 +14,7 @@ Variables (documented in overlays/README.md):
   inventory    what the first-boot identity service needs (role images), else none
   storage      the NFS file server: server (a node, or none), clients, exports, mounts (see storage_values)
   accounting   Slurm accounting (`slurm.accounting`): enabled, storage_pass (see accounting_values)
+  access       the door (`access:`), or none: node, uplink, wireguard (see builder/render/access.py)
 A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, fqdn, uuid.
 """
 
@@ -24,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.config.model import Cluster, Node, User
+from builder.render.access import access_values
 from builder.render.cluster_secrets import slurmdbd_password
 from builder.render.hostlist import hostlist, node_groups
 from builder.render.profiles import Profile
@@ -90,6 +92,7 @@ def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: st
         "inventory": None,
         "storage": storage_values(cluster, profiles, role, by_name),
         "accounting": accounting_values(cluster, profiles, role, secrets),
+        "access": access_values(cluster, role, by_name, secrets=secrets),
     }
 
 

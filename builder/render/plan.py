@@ -20,6 +20,7 @@ from typing import Any
 from builder.config.grammar import shown
 from builder.config.model import Cluster, Node, User
 from builder.errors import InputError
+from builder.render.access import ACCESS, WIREGUARD, access_addons, access_cmdline
 from builder.render.cluster_secrets import munge_key
 from builder.render.context import NFS_SERVER_UNIT, build_context
 from builder.render.gpio import warn_pi5_power_button, with_button_hold
@@ -39,6 +40,8 @@ RENAME_BANNER = "/etc/ssh/sshd_config.d/rename_user.conf"
 PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
 SLURMCTLD = "slurmctld.service"
 ACCOUNTING = "accounting"       # the add-on profile `slurm.accounting: true` adds to the role running slurmctld
+# The cluster-file key that switches each add-on profile on, for messages.
+ADDON_KEYS = {ACCOUNTING: "slurm.accounting", ACCESS: "access", WIREGUARD: "access.wireguard"}
 TIME_SOURCE = "gpsd.service"    # what a role serving the cluster's time runs (see profiles/timeserver.yaml)
 
 _warned: set[Path] = set()      # clusters already warned about, so that each role's plan does not repeat it
@@ -154,7 +157,7 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
         config_txt_boards=tuple((board, with_button_hold(lines, cluster.power_button_hold_ms))
                                 for board, lines in _boards_lines(profile, members)),
         remove_serial_console=profile.remove_serial_console,
-        cmdline_args=profile.cmdline,
+        cmdline_args=_add(profile.cmdline, access_cmdline(cluster, role)),
         boot_files=tuple(sorted(boot)),
         grow_mib=profile.grow_mib,
         profile=profile,
@@ -165,15 +168,20 @@ def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None =
 
 
 def _role_profile(cluster: Cluster, profiles_dir: Path, role: str) -> Profile:
-    """A role's profile; with `slurm.accounting` on, the role running slurmctld also gets the accounting add-on."""
+    """A role's profile with the add-ons the cluster file switches on for it: with `slurm.accounting`,
+    `accounting` for the role running slurmctld; with `access:`, `access` (and `wireguard`) for the door's."""
     profile = load_profile(profiles_dir, role)
-    if not (cluster.slurm_accounting and profile.runs(SLURMCTLD)):
+    addons = access_addons(cluster, role)
+    if cluster.slurm_accounting and profile.runs(SLURMCTLD):
+        addons = (ACCOUNTING, *addons)
+    if not addons:
         return profile
-    if not os.path.lexists(profiles_dir / f"{ACCOUNTING}.yaml"):
-        raise InputError(f"{cluster.source.name}: slurm.accounting: needs the profile "
-                         f"{profiles_dir.name}/{ACCOUNTING}.yaml, which is missing",
-                         hint=f"restore {ACCOUNTING}.yaml from clusterbake's profiles/, or remove accounting:")
-    return load_profile(profiles_dir, role, addons=(ACCOUNTING,))
+    for addon in addons:
+        if not os.path.lexists(profiles_dir / f"{addon}.yaml"):
+            raise InputError(f"{cluster.source.name}: {ADDON_KEYS[addon]}: needs the profile "
+                             f"{profiles_dir.name}/{addon}.yaml, which is missing",
+                             hint=f"restore {addon}.yaml from clusterbake's profiles/, or remove {ADDON_KEYS[addon]}:")
+    return load_profile(profiles_dir, role, addons=addons)
 
 
 def _role_image_members(cluster: Cluster, role: str) -> tuple[Node, ...]:

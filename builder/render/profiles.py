@@ -29,7 +29,7 @@ from builder.render.sandbox import sandbox
 
 COMMON = "common"
 # Add-on profiles: merged into a role by a cluster-file switch (after the role's own), never roles themselves.
-ADDONS = ("accounting",)
+ADDONS = ("accounting", "access", "wireguard")
 BOARDS = ("pi4", "pi5")    # config.txt's model filters for the boards of BOARD_MODELS
 ROLE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")

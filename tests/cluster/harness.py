@@ -123,7 +123,7 @@ def _ip(*argv: str) -> None:
 
 
 @contextlib.contextmanager
-def _netns(name: str) -> Iterator[str]:
+def network_namespace(name: str) -> Iterator[str]:
     _ip("netns", "add", name)
     try:
         yield name
@@ -186,7 +186,7 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
     remove_stale_namespaces()
     tag = f"{os.getpid()}-{secrets.token_hex(2)}"
     with contextlib.ExitStack() as stack:
-        bridge = stack.enter_context(_netns(f"{NETNS_PREFIX}{tag}-br"))
+        bridge = stack.enter_context(network_namespace(f"{NETNS_PREFIX}{tag}-br"))
         _ip("-n", bridge, "link", "add", "br0", "type", "bridge")
         _ip("-n", bridge, "link", "set", "br0", "up")
         lowers: dict[Path, Path] = {}
@@ -207,7 +207,7 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
                 boot = root / layout.boot_mountpoint.lstrip("/")
                 BootPartition(layout.image, layout.boot).export(boot)
                 (boot / "node.txt").write_text(spec.name + "\n")
-            netns = stack.enter_context(_netns(f"{NETNS_PREFIX}{tag}-{spec.name}"))
+            netns = stack.enter_context(network_namespace(f"{NETNS_PREFIX}{tag}-{spec.name}"))
             veth = f"cbt{secrets.token_hex(4)}{index}"[:15]
             _ip("-n", bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
             _ip("-n", bridge, "link", "set", veth, "master", "br0", "up")
@@ -228,25 +228,31 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
         yield Cluster(nodes, bridge)
 
 
-def apply_keyfile(node: Node) -> str:
-    """NetworkManager's part: bring eth0 up with the address of the node's keyfile. Returns it."""
-    folder = node.file("/etc/NetworkManager/system-connections")
-    keyfiles = sorted(folder.glob("*.nmconnection")) if folder.is_dir() else []
-    if not keyfiles:
-        raise AssertionError(f"{node.name}: no NetworkManager keyfile in /etc/NetworkManager/system-connections "
+def apply_keyfile(node: Node, keyfile: str = "/etc/NetworkManager/system-connections/eth0.nmconnection") -> str:
+    """NetworkManager's part: bring a device up with the address (and default route) of a keyfile of the
+    node, by default its cluster keyfile (every node's veth is eth0). Returns the address."""
+    path = node.file(keyfile)
+    if not path.is_file():
+        raise AssertionError(f"{node.name}: no NetworkManager keyfile {keyfile} "
                              "(the identity service did not pick this node?)")
-    address = None
+    values: dict[str, str] = {}
     section = ""
-    for line in keyfiles[0].read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.strip()
         if line.startswith("["):
             section = line
-        elif section == "[ipv4]" and line.startswith("address1="):
-            address = line.split("=", 1)[1].split(",")[0]
-    if address is None:
-        raise AssertionError(f"{node.name}: {keyfiles[0].name} has no [ipv4] address1=")
+        elif "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[f"{section}{key}"] = value
+    if "[ipv4]address1" not in values:
+        raise AssertionError(f"{node.name}: {path.name} has no [ipv4] address1=")
+    address, _, gateway = values["[ipv4]address1"].partition(",")
     ipaddress.ip_interface(address)
-    _ip("-n", node.netns, "addr", "add", address, "dev", "eth0")
+    device = values.get("[connection]interface-name", "eth0")
+    _ip("-n", node.netns, "addr", "add", address, "dev", device)
+    _ip("-n", node.netns, "link", "set", device, "up")
+    if gateway and values.get("[ipv4]never-default") != "true":
+        _ip("-n", node.netns, "route", "add", "default", "via", str(ipaddress.ip_address(gateway)), "dev", device)
     return address.split("/")[0]
 
 
@@ -257,32 +263,36 @@ def start_services(node: Node) -> None:
     # (/run/mysqld for MariaDB's socket), which units without a RuntimeDirectory rely on.
     node.run(["systemd-tmpfiles", "--create", "--prefix=/run"], check=False)
     for name in BOOT_ORDER:
-        if name not in enabled:
-            continue
-        unit = units.read_unit(node.root, name)
-        if not units.conditions_hold(node.root, unit):
-            continue
-        if name == "clusterbake-identity.service":
-            _run_oneshot(node, unit)
-            overrides.apply_file_overrides(node.root)
-            apply_keyfile(node)
-            node.started.append(name)
-            continue
-        user, group = unit.user or "root", unit.group or unit.user or "root"
-        for directory in unit.runtime_directories:
-            node.run(["install", "-d", "-m", unit.runtime_mode, "-o", user, "-g", group, f"/run/{directory}"])
-        for argv in unit.exec_start_pre:
-            node.run(units.expand(argv, unit.environment), user=unit.user)
-        if unit.service_type == "oneshot":
-            _run_oneshot(node, unit)
-        elif unit.service_type == "forking":
-            for argv in unit.exec_start:
-                node.run(overrides.daemon_argv(name, units.expand(argv, unit.environment)),
-                         user=None if name == "chrony.service" else unit.user)
-        else:
-            argv = overrides.daemon_argv(name, units.expand(unit.exec_start[0], unit.environment))
-            node.start(name, argv, user=unit.user)
+        if name in enabled:
+            start_unit(node, name)
+
+
+def start_unit(node: Node, name: str) -> None:
+    """Start one unit from the image's own unit file, as systemd would (if its conditions hold)."""
+    unit = units.read_unit(node.root, name)
+    if not units.conditions_hold(node.root, unit):
+        return
+    if name == "clusterbake-identity.service":
+        _run_oneshot(node, unit)
+        overrides.apply_file_overrides(node.root)
+        apply_keyfile(node)
         node.started.append(name)
+        return
+    user, group = unit.user or "root", unit.group or unit.user or "root"
+    for directory in unit.runtime_directories:
+        node.run(["install", "-d", "-m", unit.runtime_mode, "-o", user, "-g", group, f"/run/{directory}"])
+    for argv in unit.exec_start_pre:
+        node.run(units.expand(argv, unit.environment), user=unit.user)
+    if unit.service_type == "oneshot":
+        _run_oneshot(node, unit)
+    elif unit.service_type == "forking":
+        for argv in unit.exec_start:
+            node.run(overrides.daemon_argv(name, units.expand(argv, unit.environment)),
+                     user=None if name == "chrony.service" else unit.user)
+    else:
+        argv = overrides.daemon_argv(name, units.expand(unit.exec_start[0], unit.environment))
+        node.start(name, argv, user=unit.user)
+    node.started.append(name)
 
 
 def _run_oneshot(node: Node, unit: units.Unit) -> None:

@@ -14,6 +14,13 @@ network namespaces on an x86 host:
    serves from its `local stratum` fallback.
 4. No systemd to notify: slurmd and slurmctld run with `-D` (foreground) instead of `--systemd`,
    and NetworkManager's part — applying the node's keyfile — is done by the test with `ip`.
+5. The door (`access:`): nftables.service's `nft -f /etc/nftables.conf` is run by this host's nft
+   inside the door's network namespace, on the image's own ruleset file: qemu-user lets arm64
+   programs open only NETLINK_ROUTE, NETLINK_KOBJECT_UEVENT and NETLINK_AUDIT sockets, so the
+   image's nft cannot reach nf_tables (NETLINK_NETFILTER). The kernel's nftables are per namespace.
+6. systemd-sysctl's part is done only for the `net.*` keys of clusterbake's own
+   /etc/sysctl.d/60-clusterbake-*.conf files, which the kernel keeps per network namespace: any
+   other key (kernel.*, vm.*) would change the host.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ SLURM_CONF_CHANGES = {
 }
 CHRONYD_EXTRA_ARGS = ["-x", "-F", "0"]
 NOT_STARTED = {"gpsd.service", "gpsd.socket"}
+HOST_NFT = "/usr/sbin/nft"
+NAMESPACED_SYSCTL = "net."
 
 
 def apply_file_overrides(root: Path) -> None:
@@ -67,3 +76,24 @@ def daemon_argv(unit: str, argv: list[str]) -> list[str]:
     if unit in ("slurmd.service", "slurmctld.service"):
         return ["-D" if word == "--systemd" else word for word in argv]
     return argv
+
+
+def nft_argv(argv: list[str], root: Path) -> list[str]:
+    """nftables.service's command line for this host's nft (item 5): the image's nft, files under root."""
+    if not argv or Path(argv[0]).name != "nft":
+        raise AssertionError(f"nftables.service runs {argv}, not nft")
+    return [HOST_NFT, *(str(root / word.lstrip("/")) if word.startswith("/etc/") else word for word in argv[1:])]
+
+
+def namespaced_sysctls(text: str) -> list[str]:
+    """`key=value` lines of a sysctl.d file (item 6), refusing any key the network namespace does not hold."""
+    settings = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, _, value = (part.strip() for part in line.partition("="))
+        if not key.startswith(NAMESPACED_SYSCTL):
+            raise AssertionError(f"sysctl {key} is not per network namespace: setting it would change the host")
+        settings.append(f"{key}={value}")
+    return settings

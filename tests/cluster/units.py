@@ -155,9 +155,15 @@ def expand(argv: list[str], env: dict[str, str]) -> list[str]:
 
 
 def conditions_hold(root: Path, unit: Unit) -> bool:
+    """systemd's rule: every plain condition holds and, if there are triggering ones (`|`), at least one of them."""
+    triggering = []
     for condition in unit.conditions:
+        trigger = condition.startswith("|")
+        condition = condition.removeprefix("|")
         negate = condition.startswith("!")
-        exists = (root / condition.lstrip("!").lstrip("/")).exists()
-        if exists == negate:
+        holds = (root / condition.lstrip("!").lstrip("/")).exists() != negate
+        if trigger:
+            triggering.append(holds)
+        elif not holds:
             return False
-    return True
+    return not triggering or any(triggering)
