@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from builder.config import grammar
+from builder.config.addresses import dns_problem, gateway_problem, subnet_problem
 from builder.config.fileserver import check_fileserver, read_fileserver
 from builder.config.grammar import (
     FINGERPRINT_RE,
@@ -152,9 +153,13 @@ def _one_or_more(r: Reader, key: str, expected: str) -> list[tuple[str, str]]:
 
 def _network(r: Reader) -> Network:
     subnet = r.parse("subnet", lambda v: IPv4Network(v, strict=True), "an IPv4 subnet like 10.0.0.0/24")
+    problem = subnet_problem(subnet)
+    if problem is not None:
+        r.fail(f"{subnet} {problem[0]}", key="subnet", hint=problem[1])
     gateway = r.parse("gateway", IPv4Address, "an IPv4 address")
-    if gateway not in subnet:
-        r.fail(f"{gateway} is outside network.subnet {subnet}", key="gateway")
+    problem = gateway_problem(gateway, subnet)
+    if problem is not None:
+        r.fail(f"{gateway} {problem[0]}", key="gateway", hint=problem[1])
     raw_dns = r.items("dns", [])
     dns = []
     for i, value in enumerate(raw_dns):
@@ -162,6 +167,9 @@ def _network(r: Reader) -> Network:
             dns.append(IPv4Address(value))
         except ValueError:
             r.fail(f"{shown(value)} is not an IPv4 address", key=f"dns[{i}]")
+        problem = dns_problem(dns[-1])
+        if problem is not None:
+            r.fail(f"{value} {problem[0]}", key=f"dns[{i}]", hint=problem[1])
     network = Network(
         subnet=subnet,
         gateway=gateway,

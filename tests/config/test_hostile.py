@@ -10,11 +10,13 @@ broken reader) in a child with bounded time and memory.
 from __future__ import annotations
 
 import pytest
-from hostile_cases import CASES
+from hostile_cases import CASES as ROUND1
+from hostile_round2 import ROUND2
 from hostile_support import Case, Sandbox, judge, run_forked, run_inprocess, run_process, snapshot
 
 IN_PROCESS_BOUND = 5.0
 CHILD_BOUND = 20.0
+CASES = [*ROUND1, *ROUND2]
 
 
 def test_there_are_at_least_200_cases() -> None:
