@@ -23,8 +23,15 @@ import jinja2
 from jinja2.exceptions import SecurityError
 
 from builder.config.grammar import control_problem, shown
-from builder.config.input_files import FILE_LIMIT, TEMPLATE_LIMIT, kind_of, read_bytes, read_text
-from builder.config.load import read_yaml
+from builder.config.input_files import (
+    FILE_LIMIT,
+    TEMPLATE_LIMIT,
+    inside,
+    kind_of,
+    read_bytes,
+    read_text,
+    read_yaml_file,
+)
 from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.error_labels import labelled
@@ -65,7 +72,8 @@ class OverlayLoader(jinja2.BaseLoader):
         path = self.root.joinpath(*pieces)
         if not path.exists() and not path.is_symlink():
             raise jinja2.TemplateNotFound(template)
-        text = read_text(path, f"{self.label}/{'/'.join(pieces)}", TEMPLATE_LIMIT)
+        label = f"{self.label}/{'/'.join(pieces)}"
+        text = read_text(inside(self.root, path, label), label, TEMPLATE_LIMIT, nofollow=True)
         return text, str(path), lambda: True
 
 
@@ -149,6 +157,10 @@ def render_overlay(templates: Templates, name: str, context: Mapping[str, Any], 
     if not top.is_dir():
         raise InputError(f"{wanted_by}: overlays: no overlay directory {templates.label}/{name}",
                          hint=f"create {templates.label}/{name}/ or remove it from the list")
+    if top.is_symlink():
+        # os.walk would walk wherever it points: a community overlay linking to ~/.ssh.
+        raise InputError(f"{templates.label}/{name}: is a symlink to a directory; symlinked directories are "
+                         "not supported", hint=f"make {templates.label}/{name} a real directory")
     manifest = templates.manifest(name)
     out: list[ImageFile] = []
     for rel, is_dir in _entries(top, manifest, f"{templates.label}/{name}"):
@@ -183,7 +195,8 @@ def _render_entry(templates: Templates, name: str, rel: str, key: str, is_dir: b
     elif rel.endswith(TEMPLATE_SUFFIX):
         data = templates.render_file(f"{name}/{rel}", scope).encode()
     else:
-        data = read_bytes(templates.root / name / rel, source, FILE_LIMIT)
+        real = inside(templates.root / name, templates.root / name / rel, source)
+        data = read_bytes(real, source, FILE_LIMIT, nofollow=True)
     return ImageFile(path="/" + "/".join(parts), data=data, mode=int(attrs.mode, 8), owner=owner, group=group,
                      directory=is_dir, source=source)
 
@@ -252,7 +265,7 @@ def read_manifest(top: Path, label: str) -> Manifest:
     if not os.path.lexists(path):
         return Manifest()
     with labelled(path, f"{label}/{MANIFEST}"):
-        data = read_yaml(path)
+        data = read_yaml_file(inside(top.resolve(), path, f"{label}/{MANIFEST}"), path.name, nofollow=True)
         r = Reader({} if data is None else data, path)
         files = _rules(r.sub("files", {}))
         directories = _rules(r.sub("directories", {}))

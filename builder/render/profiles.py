@@ -20,7 +20,7 @@ import jinja2
 from jinja2.exceptions import SecurityError
 
 from builder.config.grammar import control_problem, shown
-from builder.config.load import read_yaml
+from builder.config.input_files import inside, read_yaml_file
 from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.error_labels import labelled
@@ -158,12 +158,14 @@ def _exists(path: Path) -> bool:
 
 
 def _read(path: Path, name: str) -> _Raw:
-    with labelled(path, f"{path.parent.name}/{path.name}"):
-        return _read_profile(path, name)
+    label = f"{path.parent.name}/{path.name}"
+    real = inside(path.parent.resolve(), path, label)   # a profile linking to a file elsewhere is not read
+    with labelled(path, label):
+        return _read_profile(path, real, name)
 
 
-def _read_profile(path: Path, name: str) -> _Raw:
-    data = read_yaml(path)
+def _read_profile(path: Path, real: Path, name: str) -> _Raw:
+    data = read_yaml_file(real, path.name, nofollow=True)
     top = Reader({} if data is None else data, path)
     raw = _Raw(
         name=name,

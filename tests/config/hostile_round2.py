@@ -3,10 +3,81 @@ makes one mistake in an otherwise valid sandbox (see hostile_cases.py for the fi
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
-from hostile_cases import at, both
-from hostile_support import Case
+from hostile_cases import at, both, overlay_file
+from hostile_support import Case, Sandbox
+
+# --- 1. no host file reaches an image through overlays or profiles -----------------------------
+
+
+def secret_at_home(box: Sandbox) -> Path:
+    """A private key where a user keeps one: what a community overlay must not read."""
+    ssh = box.root / "home" / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    key = ssh / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n-----END OPENSSH PRIVATE KEY-----\n")
+    return key
+
+
+def overlay_link(rel: str, target: str | None = None) -> Any:
+    """A symlink in the overlays folder (to the user's private key when no target is given)."""
+    def make(box: Sandbox) -> None:
+        path = box.overlays / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(target if target is not None else secret_at_home(box))
+    return make
+
+
+def including(statement: str) -> Any:
+    return overlay_file("base/etc/motd.j2", statement + "\n")
+
+
+def overlay_dir_elsewhere(name: str) -> Any:
+    """overlays/<name> is a symlink to a copy of it outside overlays/ (holding a link to the key)."""
+    def make(box: Sandbox) -> None:
+        outside = box.root / "home" / f"community-{name}"
+        shutil.move(box.overlays / name, outside)
+        (box.overlays / name).symlink_to(outside)
+    return make
+
+
+def moved_outside(folder: str, rel: str) -> Any:
+    """A file of profiles/ or overlays/ replaced by a link to the same content kept outside."""
+    def make(box: Sandbox) -> None:
+        path = (box.profiles if folder == "profiles" else box.overlays) / rel
+        outside = box.root / "home" / path.name
+        shutil.move(path, outside)
+        path.symlink_to(outside)
+    return make
+
+
+HOST_FILES: list[Case] = [
+    Case("include-unlisted-overlay-passwd", both(overlay_link("stash/passwd", "/etc/passwd"),
+                                                 including("{% include 'stash/passwd' %}")), "stash/passwd"),
+    Case("include-unlisted-overlay-ssh-key", both(overlay_link("stash/id"), including("{% include 'stash/id' %}")),
+         "stash/id"),
+    Case("include-listed-overlay-link", both(overlay_link("base/etc/key"), including("{% include 'base/etc/key' %}")),
+         "base/etc/key"),
+    Case("import-outside", both(overlay_link("stash/macros.j2"),
+                                including("{% import 'stash/macros.j2' as m %}x")), "stash/macros.j2"),
+    Case("from-import-outside", both(overlay_link("stash/macros.j2"),
+                                     including("{% from 'stash/macros.j2' import x %}x")), "stash/macros.j2"),
+    Case("extends-outside", both(overlay_link("stash/layout.j2"), including("{% extends 'stash/layout.j2' %}")),
+         "stash/layout.j2"),
+    Case("include-through-linked-folder", both(overlay_link("stash", "/etc"),
+                                               including("{% include 'stash/passwd' %}")), "stash/passwd"),
+    Case("include-through-linked-subfolder", both(overlay_link("base/etc/host", "/etc"),
+                                                  including("{% include 'base/etc/host/hostname' %}")),
+         "base/etc/host"),
+    Case("overlay-folder-linked-outside", overlay_dir_elsewhere("base"), "overlays/base"),
+    Case("overlay-node-folder-linked-outside", overlay_dir_elsewhere("node-identity"), "overlays/node-identity"),
+    Case("manifest-linked-outside", moved_outside("overlays", "users/manifest.yaml"), "users/manifest.yaml"),
+    Case("profile-linked-outside", moved_outside("profiles", "compute.yaml"), "profiles/compute.yaml"),
+    Case("profile-common-linked-outside", moved_outside("profiles", "common.yaml"), "profiles/common.yaml"),
+]
 
 # --- 2. networks that cannot be right ----------------------------------------------------------
 
@@ -36,6 +107,6 @@ NETWORKS: list[Case] = [
     Case("dns-link-local", network(dns=["169.254.1.1"]), "network.dns[0]"),
 ]
 
-ROUND2: list[Case] = [*NETWORKS]
+ROUND2: list[Case] = [*HOST_FILES, *NETWORKS]
 
 _ = (at, both)   # the first round's helpers, used by the classes below
