@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hostile_cases import at, both, overlay_file
+from hostile_cases import at, both, env, overlay_file
 from hostile_support import Case, Sandbox
 
 # --- 1. no host file reaches an image through overlays or profiles -----------------------------
@@ -107,6 +107,41 @@ NETWORKS: list[Case] = [
     Case("dns-link-local", network(dns=["169.254.1.1"]), "network.dns[0]"),
 ]
 
-ROUND2: list[Case] = [*HOST_FILES, *NETWORKS]
+# --- 4. environment settings: read once, at start, with the cluster file's grammar ----------------
+
+BAD_SETTINGS: dict[str, list[tuple[str, str]]] = {
+    "CLUSTERBAKE_DEBIAN_MIRROR": [
+        ("newline-trusted", "http://deb.debian.org/debian\nTrusted: yes"),
+        ("cr", "http://deb.debian.org/debian\r"),
+        ("file", "file:///etc"),
+        ("javascript", "javascript:alert(1)"),
+        ("option", "--no-check-gpg"),
+        ("no-host", "http:///debian"),
+        ("space", "http://deb.debian.org/debian main"),
+        ("ftp", "ftp://deb.debian.org/debian"),
+        ("credentials", "http://user:secret@deb.debian.org/debian"),
+        ("fragment", "http://deb.debian.org/debian#x"),
+        ("non-ascii", "http://deb.debian.org/d\u00e9bian"),
+        ("huge", "http://deb.debian.org/" + "d" * 5000),
+    ],
+    "CLUSTERBAKE_JOBS": [
+        ("arabic-digit", "\u0663"), ("superscript", "\u00b2"), ("fullwidth", "\uff12"),
+        ("5000-digits", "9" * 5000), ("zero", "0"), ("negative", "-1"), ("huge", "100000"),
+        ("space", " 2"), ("newline", "2\n"), ("word", "lots"),
+    ],
+    "CLUSTERBAKE_LAYER_CACHE_GIB": [
+        ("arabic-digit", "\u0663"), ("superscript", "\u00b2"), ("5000-digits", "9" * 5000),
+        ("negative", "-1"), ("float", "1.5"), ("huge", "99999999"), ("word", "lots"),
+    ],
+    "CLUSTERBAKE_CACHE": [("newline", "/tmp/x\ny"), ("nul-like-escape", "/tmp/\x1b[2J")],
+    "CLUSTERBAKE_PROFILES": [("newline", "/tmp\n"), ("huge", "/" + "p" * 5000)],
+}
+
+SETTINGS: list[Case] = [
+    Case(f"env-{name.removeprefix('CLUSTERBAKE_').lower()}-{label}", env(name, value), name, code=2)
+    for name, values in BAD_SETTINGS.items() for label, value in values
+]
+
+ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *SETTINGS]
 
 _ = (at, both)   # the first round's helpers, used by the classes below
