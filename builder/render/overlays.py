@@ -36,7 +36,8 @@ from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.error_labels import labelled
 from builder.render.image_file import ImageFile
-from builder.render.sandbox import sandbox
+from builder.render.limits import RenderTimeout
+from builder.render.sandbox import evaluate, problem, render, sandbox
 
 MANIFEST = "manifest.yaml"
 TEMPLATE_SUFFIX = ".j2"
@@ -99,10 +100,16 @@ class Templates:
             self._manifests[name] = read_manifest(self.root / name, f"{self.label}/{name}")
         return self._manifests[name]
 
+    # Whatever a template raises (a sandbox refusal, 1/0, 1 + 'a', a recursion, its CPU time or
+    # memory used up) is one InputError naming the file and line; InputError (a file that may
+    # not be read) passes through as it is.
+
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
         try:
-            return self.env.get_template(name).render(context)
-        except (jinja2.TemplateError, UnicodeDecodeError) as exc:
+            return render(self.env.get_template(name), context)
+        except InputError:
+            raise
+        except Exception as exc:
             raise self._error(name, exc) from None
 
     def render_text(self, where: str, text: str, context: Mapping[str, Any]) -> str:
@@ -112,32 +119,38 @@ class Templates:
         try:
             if text not in self._inline:
                 self._inline[text] = self.env.from_string(text)
-            return self._inline[text].render(context)
-        except jinja2.TemplateError as exc:
+            return render(self._inline[text], context)
+        except InputError:
+            raise
+        except Exception as exc:
             raise self._error(where, exc, inline=text) from None
 
     def evaluate(self, where: str, expression: str, context: Mapping[str, Any]) -> Any:
         try:
-            return self.env.compile_expression(expression, undefined_to_none=False)(context)
-        except jinja2.TemplateError as exc:
+            return evaluate(self.env.compile_expression(expression, undefined_to_none=False), context)
+        except InputError:
+            raise
+        except Exception as exc:
             raise self._error(where, exc, inline=expression) from None
 
     def _error(self, name: str, exc: Exception, inline: str | None = None) -> InputError:
         hint = "the variables templates may use are listed in overlays/README.md"
         if isinstance(exc, UnicodeDecodeError):
             return InputError(f"{self.label}/{name}: not UTF-8 text", hint="drop the .j2 suffix of binary files")
-        assert isinstance(exc, jinja2.TemplateError)
         if isinstance(exc, jinja2.TemplateSyntaxError):
             where = f"{self.label}/{exc.name or name}" + (f": line {exc.lineno}" if inline is None else "")
             return InputError(f"{where}: {exc.message}", hint="fix the Jinja syntax")
-        if isinstance(exc, SecurityError):
-            hint = "templates run in a sandbox: use the variables listed in overlays/README.md, not Python internals"
+        if not isinstance(exc, jinja2.TemplateError | MemoryError | RecursionError | RenderTimeout):
+            hint = "fix the expression at that line (Jinja runs it as Python would)"
+        if isinstance(exc, SecurityError | MemoryError | RecursionError | RenderTimeout):
+            hint = ("templates run in a sandbox, bounded in size, memory and time (README, 'Hostile input'): "
+                    "use the variables listed in overlays/README.md, not Python internals")
         if isinstance(exc, jinja2.TemplateNotFound):
             exc.message = f"no template {shown(exc.name)} inside {self.label}/"
         if inline is not None:
-            return InputError(f"{self.label}/{name}: in {shown(inline)}: {exc.message}", hint=hint)
+            return InputError(f"{self.label}/{name}: in {shown(inline)}: {problem(exc)}", hint=hint)
         where, line = self._failing_line(exc.__traceback__, name)
-        return InputError(f"{self.label}/{where}: line {line}: {exc.message}", hint=hint)
+        return InputError(f"{self.label}/{where}: line {line}: {problem(exc)}", hint=hint)
 
     def _failing_line(self, tb: TracebackType | None, name: str) -> tuple[str, int | str]:
         """Jinja rewrites tracebacks so template frames carry the template's file and line."""

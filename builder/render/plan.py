@@ -24,6 +24,7 @@ from builder.render.cluster_secrets import munge_key
 from builder.render.context import NFS_SERVER_UNIT, build_context
 from builder.render.gpio import warn_pi5_power_button
 from builder.render.image_file import ImageFile
+from builder.render.limits import RENDER_MEMORY, memory_budget
 from builder.render.overlays import Templates, render_overlay
 from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
@@ -78,6 +79,17 @@ class RenderPlan:
 def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None = None, secrets: bool = True,
                 profiles_dir: Path, overlays_dir: Path) -> RenderPlan:
     """Everything one image gets. Raises InputError for any bad input, before anything is built."""
+    try:
+        with memory_budget():   # templates are code: what they may take is bounded (render/limits.py)
+            return _render_plan(cluster, role=role, node=node, secrets=secrets, profiles_dir=profiles_dir,
+                                overlays_dir=overlays_dir)
+    except MemoryError:
+        raise InputError(f"{cluster.source.name}: rendering the plan needs more memory than a render may use "
+                         f"({RENDER_MEMORY >> 20} MiB)", hint="look for a template building a huge value") from None
+
+
+def _render_plan(cluster: Cluster, *, role: str | None, node: str | None, secrets: bool,
+                 profiles_dir: Path, overlays_dir: Path) -> RenderPlan:
     if (role is None) == (node is None):
         raise InputError("give exactly one of a role and a node", hint="make image ROLE=compute or NODE=node01")
     target = _node(cluster, node) if node is not None else None

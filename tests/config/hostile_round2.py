@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hostile_cases import at, both, env, overlay_file
+from hostile_cases import at, both, env, overlay_file, profile_line
 from hostile_support import Case, Sandbox
 
 # --- 1. no host file reaches an image through overlays or profiles -----------------------------
@@ -142,6 +142,57 @@ SETTINGS: list[Case] = [
     for name, values in BAD_SETTINGS.items() for label, value in values
 ]
 
-ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *SETTINGS]
+# --- 6. templates: every failure one line, every resource bounded ----------------------------------
+
+BIG = "10 ** 1000 * 10 ** 1000 * 10 ** 1000 * 10 ** 1000 * 10 ** 1000"     # 5,001 digits
+FAILING: dict[str, str] = {      # fail at once: one line naming the file and line
+    "range-1e9": "{{ range(10 ** 9) | list }}",
+    "macro-recursion": "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+    "zero-division": "{{ 1 / 0 }}",
+    "int-plus-str": "{{ 1 + 'a' }}",
+    "format-c-overflow": "{{ '%c' | format(1114112) }}",
+    "int-5001-digits": "{{ " + BIG + " }}",
+    "undefined-attribute-call": "{{ none.x() }}",
+    "dict-missing-key": "{{ {}['x'] ~ '' }}",
+    "center-1e10": "{{ 'a' | center(10 ** 10) }}",
+    "printf-width-filter": "{{ '%3000000000d' | format(1) }}",
+    "printf-width-operator": "{{ '%3000000000d' % 1 }}",
+    "printf-precision": "{{ '%.999999999f' | format(1.5) }}",
+    "str-format-width": "{{ '{:3000000000}'.format(1) }}",
+    "indent-1e9": "{{ 'a\nb' | indent(10 ** 9) }}",
+    "zfill-1e10": "{{ 'a'.zfill(10 ** 10) }}",
+    "ljust-1-9-gb": "{{ 'a'.ljust(1900000000) }}",
+    "batch-fill-1e9": "{{ [1] | batch(10 ** 9, 'x') | list }}",
+    "slice-1e9": "{{ [1] | slice(10 ** 9) | list }}",
+}
+HEAVY: dict[str, str] = {        # would take memory or time: run in a child with bounds
+    "include-itself": "{% include 'base/etc/motd.j2' %}",
+    "join-2-gb": "{{ (['x' * 10000000] * 200) | join }}",
+    "output-100-mb": "{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",
+    "macro-output-10-gb": "{% macro m() %}{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}{% endmacro %}"
+                          "{{ m() }}",
+    "nested-loops-1e10": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "lipsum-1e6": "{{ lipsum(n=1000000) }}",
+    "wordwrap-huge-input": "{{ ('x ' * 8000000) | wordwrap(1) | length }}",
+}
+
+TEMPLATE_LIMITS: list[Case] = [
+    *(Case(f"template-{name}", including(text), "base/etc/motd") for name, text in FAILING.items()),
+    *(Case(f"template-{name}", including(text), "base/etc/motd", process=True) for name, text in HEAVY.items()),
+    *(Case(f"profile-template-{name}", profile_line(FAILING[name]), "profiles/compute.yaml")
+      for name in ("zero-division", "int-plus-str", "center-1e10", "printf-width-filter", "range-1e9")),
+    Case("profile-template-nested-loops", profile_line(HEAVY["nested-loops-1e10"]), "profiles/compute.yaml",
+         process=True),
+    Case("file-name-type-error", overlay_file("base/etc/{{ 1 - 'a' }}.j2", "x"), "overlays/base"),
+    Case("file-name-nested-loops", overlay_file(
+        "base/etc/{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x", "x"),
+        "overlays/base", process=True),
+    Case("manifest-each-range-1e9", overlay_file("users/manifest.yaml", "each:\n  'home/*': 'u in range(10 ** 9)'\n"),
+         "users/"),
+    Case("manifest-each-zero-division", overlay_file("users/manifest.yaml", "each:\n  'home/*': 'u in [1 / 0]'\n"),
+         "users/"),
+]
+
+ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *SETTINGS, *TEMPLATE_LIMITS]
 
 _ = (at, both)   # the first round's helpers, used by the classes below
