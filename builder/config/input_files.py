@@ -27,7 +27,7 @@ YAML_LIMIT = 256 << 10      # a cluster file, a profile or a manifest is a few K
 TEMPLATE_LIMIT = 1 << 20
 FILE_LIMIT = 16 << 20       # a file an overlay copies into the image as it is
 MAX_DEPTH = 32
-MAX_VALUES = 20_000         # the values of a document with every alias expanded
+MAX_VALUES = 100_000        # the values of a document with every alias expanded (1,024 nodes take ~20,000)
 
 # YAML refuses most of these itself, but with an error that is no YAMLError with a position.
 _YAML_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
@@ -66,7 +66,10 @@ def read_bytes(path: Path, label: str, limit: int, *, hint: str | None = None, n
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise InputError(f"{label}: is not a regular file", hint="point at a regular file")
-        data = handle.read(limit + 1)
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:      # e.g. /proc/self/mem: a "regular file" that cannot be read from 0
+            raise InputError(f"{label}: cannot read: {exc.strerror}", hint=hint or "point at a regular file") from None
     if len(data) > limit:
         raise InputError(f"{label}: is larger than {limit} bytes", hint="is this the right file?")
     return data
@@ -192,7 +195,8 @@ def _count_values(node: Any, counted: dict[int, int], open_nodes: set[int]) -> i
             total += _count_values(child, counted, open_nodes)
             if total > MAX_VALUES:
                 raise yaml.composer.ComposerError(
-                    None, None, f"aliases expand to more than {MAX_VALUES} values", node.start_mark)
+                    None, None, f"the document holds more than {MAX_VALUES} values (each alias counted as "
+                                "what it stands for)", node.start_mark)
         open_nodes.discard(key)
     counted[key] = total
     return total

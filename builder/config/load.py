@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -25,11 +26,12 @@ from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
 from builder.config.secretsdir import secrets_dir_problem
-from builder.config.sources import resolve
+from builder.config.sources import absolute, is_symlink_loop, local_path, resolve
 from builder.config.sshkeys import ssh_key_problem
 
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
 SUDO_MODES = ("nopasswd", "password")
+MAX_NODES = 1024    # a /22 of boards; every role image's first-boot inventory lists each of its nodes
 
 
 def read_yaml(path: Path) -> object:
@@ -42,7 +44,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     path = Path(path)
     top = Reader(read_yaml_file(path, str(path), hint="pass --cluster FILE (make: CLUSTER=FILE)"), path)
     name = top.text("name", check=lambda v: grammar.label_problem(v, "cluster name"))
-    base_image = _base_image(top.sub("base_image"), path.resolve().parent)
+    base_image = _base_image(top.sub("base_image"), absolute(path).parent)
     network = _network(top.sub("network"))
     time = top.sub("time")
     time_server = time.text("server")
@@ -53,7 +55,11 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     accounting = slurm.flag("accounting", False, hint="write accounting: true (slurmdbd and MariaDB on the "
                                                       "controller) or remove the key")
     slurm.done()
-    nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(top.items("nodes")))
+    raw_nodes = top.items("nodes")
+    if len(raw_nodes) > MAX_NODES:
+        top.fail(f"lists {len(raw_nodes)} nodes; a cluster has at most {MAX_NODES}", key="nodes",
+                 hint=f"split it into clusters of at most {MAX_NODES} nodes (each its own cluster file)")
+    nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(raw_nodes))
     users = tuple(_user(top.item("users", i, raw)) for i, raw in enumerate(top.items("users", [])))
     first_user = top.text("first_user", None, check=lambda v: grammar.account_problem(v, "user name"))
     ssh = top.sub("ssh", {})
@@ -64,7 +70,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     top.done()
 
     cluster = Cluster(
-        source=path.resolve(),
+        source=absolute(path),
         name=name,
         base_image=base_image,
         network=network,
@@ -110,6 +116,12 @@ def _base_image(r: Reader, cluster_dir: Path) -> BaseImage:
         if problem:
             r.fail(f"{shown(source)} {problem}", key=key)
         sources.append(source)
+    refs = [("url", url), ("signature_url", signature_url), ("sha256_url", sha256_url),
+            *((f"signing_key[{i}]" if len(sources) > 1 else "signing_key", s) for i, s in enumerate(sources))]
+    for key, ref in refs:
+        if ref is not None and urllib.parse.urlsplit(ref).scheme.lower() not in ("http", "https") \
+                and is_symlink_loop(local_path(ref, cluster_dir)):
+            r.fail(f"{shown(ref)} is a symlink loop", key=key, hint="fix or remove the link")
     r.done()
     return resolve_base_image(cluster_dir, url=url, sha256=sha256.lower() if sha256 else None, sha256_url=sha256_url,
                               signature_url=signature_url, signing_key=sources,
@@ -266,7 +278,7 @@ def _secrets_dir(value: str | None, cluster_file: Path, name: str, top: Reader) 
         top.fail("is empty", path="secrets_dir", hint="remove the key to use ~/.config/clusterbake/secrets/NAME")
     else:
         expanded = Path(os.path.expanduser(value))
-        path = expanded if expanded.is_absolute() else (cluster_file.parent / expanded).resolve()
+        path = expanded if expanded.is_absolute() else absolute(cluster_file.parent / expanded)
     problem = secrets_dir_problem(path)
     if problem is not None:
         top.fail(f"{shown(str(path))} {problem[0]}", path="secrets_dir", hint=problem[1])

@@ -3,11 +3,12 @@ makes one mistake in an otherwise valid sandbox (see hostile_cases.py for the fi
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from hostile_cases import at, both, env, overlay_file, profile_line
+from hostile_cases import at, both, env, need_root, overlay_file, profile_line
 from hostile_support import Case, Sandbox
 
 # --- 1. no host file reaches an image through overlays or profiles -----------------------------
@@ -193,6 +194,74 @@ TEMPLATE_LIMITS: list[Case] = [
          "users/"),
 ]
 
-ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *SETTINGS, *TEMPLATE_LIMITS]
+# --- 5. tracebacks left: symlink loops, unreadable "regular" files, hidden limits, names, parents ------
+
+
+def looping(*path: Any) -> Any:
+    """The key at `path` names a symlink loop beside the cluster file."""
+    def make(box: Sandbox) -> None:
+        name = "loop.img.xz" if path[-1] == "url" else "loop"
+        (box.root / "work" / name).symlink_to(name)
+        target: Any = box.data
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = name
+    return make
+
+
+def secrets_loop(box: Sandbox) -> None:
+    (box.root / "home" / "loop").symlink_to("loop")
+    box.data["secrets_dir"] = str(box.root / "home" / "loop" / "secrets")
+
+
+def secrets_in_open_folder(owner: int | None, mode: int) -> Any:
+    """secrets_dir, private itself, inside a folder others can write to (or that someone else owns)."""
+    def make(box: Sandbox) -> None:
+        if owner is not None:
+            need_root()
+        folder = box.root / "home" / "open"
+        folder.mkdir()
+        secrets = folder / "secrets"
+        secrets.mkdir(mode=0o700)
+        os.chmod(folder, mode)
+        if owner is not None:
+            os.chown(folder, owner, owner)
+        box.data["secrets_dir"] = str(secrets)
+    return make
+
+
+def many_nodes(count: int) -> Any:
+    def make(box: Sandbox) -> None:
+        box.data["network"].update(subnet="10.0.0.0/20")
+        box.data["nodes"] += [{"name": f"n{n:04d}", "role": "compute", "model": "pi4-8gb",
+                               "ip": f"10.0.{1 + n // 250}.{1 + n % 250}"} for n in range(count - 4)]
+    return make
+
+
+TRACEBACKS: list[Case] = [
+    Case("url-symlink-loop", looping("base_image", "url"), "base_image.url"),
+    Case("signature-url-symlink-loop", looping("base_image", "signature_url"), "base_image.signature_url"),
+    Case("signing-key-symlink-loop", looping("base_image", "signing_key"), "base_image.signing_key"),
+    Case("signing-key-list-symlink-loop", both(looping("base_image", "signing_key"),
+                                               lambda box: box.data["base_image"].update(
+                                                   signing_key=["https://example.org/key.gpg", "loop"])),
+         "base_image.signing_key[1]"),
+    Case("sha256-url-symlink-loop", both(looping("base_image", "sha256_url"),
+                                         lambda box: box.data["base_image"].pop("sha256")), "base_image.sha256_url"),
+    Case("secrets-dir-symlink-loop", secrets_loop, "secrets_dir"),
+    Case("cluster-proc-self-mem", lambda box: setattr(box, "cluster_arg", "/proc/self/mem"), "/proc/self/mem"),
+    Case("cluster-arg-symlink-loop", lambda box: (setattr(box, "cluster_arg", str(box.root / "work" / "c.yaml")),
+                                              (box.root / "work" / "c.yaml").symlink_to("c.yaml")), "c.yaml"),
+    Case("nodes-2500", many_nodes(2500), "nodes", process=True),
+    Case("node-all-digits", at(("nodes", 3, "name"), "123"), "nodes[3].name"),
+    Case("node-hex-address", at(("nodes", 3, "name"), "0x1f"), "nodes[3].name"),
+    Case("node-octal-address", at(("nodes", 3, "name"), "0777"), "nodes[3].name"),
+    Case("secrets-in-world-writable-folder-of-another", secrets_in_open_folder(65534, 0o777), "secrets_dir"),
+    Case("secrets-in-folder-of-another", secrets_in_open_folder(65534, 0o755), "secrets_dir"),
+    Case("secrets-in-world-writable-folder", secrets_in_open_folder(None, 0o777), "secrets_dir"),
+    Case("secrets-in-group-writable-folder", secrets_in_open_folder(None, 0o770), "secrets_dir"),
+]
+
+ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *SETTINGS, *TEMPLATE_LIMITS, *TRACEBACKS]
 
 _ = (at, both)   # the first round's helpers, used by the classes below
