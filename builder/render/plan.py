@@ -233,6 +233,8 @@ def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> N
 
 
 def _check_fileserver_role(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
+    """One NFS server, the one `fileserver.node` names: another would export its own empty /home
+    and mount nothing. (Without `fileserver:` an NFS server's role exports nothing: homes stay local.)"""
     if cluster.fileserver is None:
         return
     server = cluster.node(cluster.fileserver.node)
@@ -241,6 +243,13 @@ def _check_fileserver_role(cluster: Cluster, profiles: Mapping[str, Profile]) ->
             f"{cluster.source.name}: fileserver.node: {server.name!r} has role {server.role!r}, "
             f"whose profile does not enable {NFS_SERVER_UNIT}",
             hint="give that node a role that includes fileserver (e.g. auxiliary)")
+    for i, node in enumerate(cluster.nodes):
+        if node.name != server.name and profiles[node.role].runs(NFS_SERVER_UNIT):
+            raise InputError(
+                f"{cluster.source.name}: nodes[{i}].role: {node.name!r} would run a second NFS server (role "
+                f"{node.role!r} enables {NFS_SERVER_UNIT}), exporting its own empty directories; "
+                f"fileserver.node is {server.name!r}",
+                hint="give this node a role without fileserver (e.g. compute or timeserver)")
 
 
 def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profile, templates: Templates,

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hostile_cases import at, both, env, need_root, overlay_file, profile_line
+from hostile_cases import add_node, at, both, env, need_root, overlay_file, profile_line
 from hostile_support import Case, Sandbox
 
 # --- 1. no host file reaches an image through overlays or profiles -----------------------------
@@ -262,6 +262,25 @@ TRACEBACKS: list[Case] = [
     Case("secrets-in-group-writable-folder", secrets_in_open_folder(None, 0o770), "secrets_dir"),
 ]
 
-ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *SETTINGS, *TEMPLATE_LIMITS, *TRACEBACKS]
+# --- 3. roles on the wrong platform, roles twice ---------------------------------------------------
+
+def served_by(node: str) -> Any:
+    return lambda box: box.data.update(fileserver={"node": node, "exports": ["/home"]})
+
+
+def gps_auxiliary(box: Sandbox) -> None:
+    box.data["nodes"][1]["role"] = "auxiliary"
+
+
+ROLES: list[Case] = [
+    Case("lxc-nfs-server", both(add_node(name="nas", role="fileserver", ip="10.0.0.30", platform="proxmox-lxc"),
+                                lambda box: box.data["nodes"][4].pop("model"), served_by("nas")), "nodes[4].role"),
+    Case("second-nfs-server", both(gps_auxiliary, served_by("gps"),
+                                   add_node(name="nas", role="fileserver", ip="10.0.0.30")), "nodes[4].role"),
+    Case("second-nfs-server-first", both(gps_auxiliary, served_by("nas"),
+                                         add_node(name="nas", role="fileserver", ip="10.0.0.30")), "nodes[1].role"),
+]
+
+ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *ROLES, *SETTINGS, *TEMPLATE_LIMITS, *TRACEBACKS]
 
 _ = (at, both)   # the first round's helpers, used by the classes below
