@@ -4,7 +4,11 @@ The cases (hostile_cases.py) come in the issue's five classes: strings that brea
 land in, files that are not what they seem, templates that reach for the host, values wrong
 together, and settings that used to be checked only when a build needed them. Each runs through
 the CLI's `check` command, in this process or (for input that could hang or eat memory on a
-broken reader) in a child with bounded time and memory.
+broken reader) in a child with bounded time and memory. Round two (issue 23, hostile_round2.py)
+adds host files reached through overlays and profiles, networks that cannot be right, roles a
+platform cannot run, the environment settings, tracebacks left at load, and templates that fail
+or take unbounded output, memory or CPU time. Most of its cases failed on the code before it
+(dfc54ed); the few that did not (a JOBS=0, a loop the walker already refused) guard the same rules.
 """
 
 from __future__ import annotations
