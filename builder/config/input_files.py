@@ -83,7 +83,7 @@ def inside(root: Path, path: Path, label: str) -> Path:
     overlay walked, a template included or imported, a profile or manifest read).
     """
     try:
-        real = path.resolve(strict=True)
+        real = Path(os.path.realpath(path, strict=True))
     except FileNotFoundError:
         raise InputError(f"{label}: no such file (or a link to nothing)", hint="fix or remove the link") from None
     except RuntimeError:
@@ -91,7 +91,7 @@ def inside(root: Path, path: Path, label: str) -> Path:
     except OSError as exc:
         problem = "is a symlink loop" if exc.errno == errno.ELOOP else f"cannot be resolved: {exc.strerror}"
         raise InputError(f"{label}: {problem}", hint="fix or remove the link") from None
-    if not real.is_relative_to(root):
+    if not str(real).startswith(str(root).rstrip("/") + "/"):
         raise InputError(f"{label}: leads outside {root.name}/ (to {shown_path(real)}); nothing outside it is read",
                          hint=f"copy the file into {root.name}/ instead of linking to it")
     return real
