@@ -61,12 +61,12 @@ class BuildJob:
 
 def profiles_dir() -> Path:
     """The role profiles: $CLUSTERBAKE_PROFILES, else the repository's profiles/."""
-    return data_dir("CLUSTERBAKE_PROFILES", "profiles")
+    return data_dir("profiles")
 
 
 def overlays_dir() -> Path:
     """The overlay trees: $CLUSTERBAKE_OVERLAYS, else the repository's overlays/."""
-    return data_dir("CLUSTERBAKE_OVERLAYS", "overlays")
+    return data_dir("overlays")
 
 
 def plan_build(req: BuildRequest) -> RenderPlan:

@@ -11,6 +11,7 @@ from pathlib import Path
 from builder import progress
 from builder.errors import ClusterbakeError
 from builder.host.signals import interruptible
+from builder.settings import settings
 
 log = logging.getLogger("clusterbake")
 
@@ -186,11 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     progress.configure(quiet=args.quiet, debug=args.debug)
-    if args.cache is None:
-        from builder.paths import cache_root
-
-        args.cache = cache_root()
     try:
+        settings()      # every CLUSTERBAKE_* setting checked first: one line and exit 2 for a bad one
+        if args.cache is None:
+            from builder.paths import cache_root
+
+            args.cache = cache_root()
         with interruptible():
             return int(args.func(args))
     except ClusterbakeError as exc:

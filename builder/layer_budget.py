@@ -24,24 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.cache import locked
-from builder.errors import EnvironmentProblem
+from builder.settings import settings
 
 log = logging.getLogger("clusterbake")
 
-DEFAULT_GIB = 16
 VARIABLE = "CLUSTERBAKE_LAYER_CACHE_GIB"
 STARTED = time.time()   # this process's builds use layers from now on
 
 
 def budget_bytes() -> int:
     """$CLUSTERBAKE_LAYER_CACHE_GIB in bytes (a whole number, 0 keeps only the current build's)."""
-    text = os.environ.get(VARIABLE, "")
-    if not text:
-        return DEFAULT_GIB << 30
-    if not text.isdigit():
-        raise EnvironmentProblem(f"{VARIABLE}={text[:40]!r} is not a whole number of GiB",
-                                 hint=f"e.g. {VARIABLE}=32, or unset it for {DEFAULT_GIB}")
-    return int(text) << 30
+    return int(settings().layer_cache_gib) << 30
 
 
 def mark_used(layers: Iterable[Path]) -> None:

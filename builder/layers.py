@@ -45,6 +45,7 @@ from builder.layer_budget import budget_bytes, mark_used, prune
 from builder.progress import step
 from builder.provision.packages import install_packages
 from builder.render import RenderPlan
+from builder.settings import settings
 
 log = logging.getLogger("clusterbake")
 
@@ -169,13 +170,8 @@ def layer_record_path(layer_image: Path) -> Path:
 
 def jobs() -> int:
     """How many layers to build at once: $CLUSTERBAKE_JOBS, else the cores this process may use."""
-    text = os.environ.get("CLUSTERBAKE_JOBS", "")
-    if text:
-        if not text.isdigit() or int(text) < 1:
-            raise EnvironmentProblem(f"CLUSTERBAKE_JOBS={text[:40]!r} is not a number of jobs",
-                                     hint="e.g. CLUSTERBAKE_JOBS=2, or unset it for one per core")
-        return int(text)
-    return len(os.sched_getaffinity(0))
+    explicit = settings().jobs
+    return explicit if explicit is not None else len(os.sched_getaffinity(0))
 
 
 def build_layers(base: Path, plans: Sequence[RenderPlan], cache: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import reprlib
+import socket
 import unicodedata
 import urllib.parse
 
@@ -83,7 +84,18 @@ def hostname_problem(value: str) -> str | None:
     problem = label_problem(value, "host name")
     if problem is None and value.lower() in SLURM_WORDS:
         return f"is a word Slurm or the resolver reads specially ({', '.join(sorted(SLURM_WORDS))})"
+    if problem is None and (value.isdigit() or _reads_as_address(value)):
+        return "reads as an IPv4 address (inet_aton takes '123' as 0.0.0.123, '0x1f' as 0.0.0.31), not a name"
     return problem
+
+
+def _reads_as_address(value: str) -> bool:
+    """Whether the resolver (inet_aton: decimal, octal or hex numbers) takes the name for an address."""
+    try:
+        socket.inet_aton(value)
+    except OSError:
+        return False
+    return True
 
 
 def partition_problem(value: str) -> str | None:

@@ -9,6 +9,7 @@ depth, the number of values the aliases expand to (an alias bomb is a few lines)
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -26,7 +27,7 @@ YAML_LIMIT = 256 << 10      # a cluster file, a profile or a manifest is a few K
 TEMPLATE_LIMIT = 1 << 20
 FILE_LIMIT = 16 << 20       # a file an overlay copies into the image as it is
 MAX_DEPTH = 32
-MAX_VALUES = 20_000         # the values of a document with every alias expanded
+MAX_VALUES = 100_000        # the values of a document with every alias expanded (1,024 nodes take ~20,000)
 
 # YAML refuses most of these itself, but with an error that is no YAMLError with a position.
 _YAML_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
@@ -42,10 +43,11 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def read_bytes(path: Path, label: str, limit: int, *, hint: str | None = None) -> bytes:
-    """The whole of a regular file of at most `limit` bytes; anything else is one InputError."""
+def read_bytes(path: Path, label: str, limit: int, *, hint: str | None = None, nofollow: bool = False) -> bytes:
+    """The whole of a regular file of at most `limit` bytes; anything else is one InputError.
+    `nofollow`: the path is already resolved (see `inside`), and a link put there since is refused."""
     try:
-        info = os.stat(path)
+        info = os.lstat(path) if nofollow else os.stat(path)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"{label}: is {kind_of(info.st_mode)}, not a regular file",
                              hint="point at a regular file")
@@ -53,7 +55,8 @@ def read_bytes(path: Path, label: str, limit: int, *, hint: str | None = None) -
             raise InputError(f"{label}: is {info.st_size} bytes; at most {limit} are read",
                              hint="is this the right file?")
         # O_NONBLOCK: should the path have become a FIFO since the stat, opening it does not wait.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise InputError(f"{label}: no such file", hint=hint) from None
     except RuntimeError:
@@ -63,10 +66,40 @@ def read_bytes(path: Path, label: str, limit: int, *, hint: str | None = None) -
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise InputError(f"{label}: is not a regular file", hint="point at a regular file")
-        data = handle.read(limit + 1)
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:      # e.g. /proc/self/mem: a "regular file" that cannot be read from 0
+            raise InputError(f"{label}: cannot read: {exc.strerror}", hint=hint or "point at a regular file") from None
     if len(data) > limit:
         raise InputError(f"{label}: is larger than {limit} bytes", hint="is this the right file?")
     return data
+
+
+def inside(root: Path, path: Path, label: str) -> Path:
+    """`path` with every link resolved, refused unless it stays inside `root` (itself resolved).
+
+    Profiles and overlays come from folders someone else may have written: a link in them to
+    /etc/passwd or ~/.ssh must not carry that file into an image, however it is reached (an
+    overlay walked, a template included or imported, a profile or manifest read).
+    """
+    try:
+        real = Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file (or a link to nothing)", hint="fix or remove the link") from None
+    except RuntimeError:
+        raise InputError(f"{label}: is a symlink loop", hint="fix or remove the link") from None
+    except OSError as exc:
+        problem = "is a symlink loop" if exc.errno == errno.ELOOP else f"cannot be resolved: {exc.strerror}"
+        raise InputError(f"{label}: {problem}", hint="fix or remove the link") from None
+    if not str(real).startswith(str(root).rstrip("/") + "/"):
+        raise InputError(f"{label}: leads outside {root.name}/ (to {shown_path(real)}); nothing outside it is read",
+                         hint=f"copy the file into {root.name}/ instead of linking to it")
+    return real
+
+
+def shown_path(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 60 and text.isprintable() else repr(text[:57]) + "..."
 
 
 def decode_text(data: bytes, label: str) -> str:
@@ -83,13 +116,14 @@ def decode_text(data: bytes, label: str) -> str:
                          hint="save the file as UTF-8") from None
 
 
-def read_text(path: Path, label: str, limit: int = TEMPLATE_LIMIT, *, hint: str | None = None) -> str:
-    return decode_text(read_bytes(path, label, limit, hint=hint), label)
+def read_text(path: Path, label: str, limit: int = TEMPLATE_LIMIT, *, hint: str | None = None,
+              nofollow: bool = False) -> str:
+    return decode_text(read_bytes(path, label, limit, hint=hint, nofollow=nofollow), label)
 
 
-def read_yaml_file(path: Path, label: str, *, hint: str | None = None) -> object:
+def read_yaml_file(path: Path, label: str, *, hint: str | None = None, nofollow: bool = False) -> object:
     """Parse one YAML document from a regular, small, UTF-8 file, within the bounds above."""
-    text = read_text(path, label, YAML_LIMIT, hint=hint)
+    text = read_text(path, label, YAML_LIMIT, hint=hint, nofollow=nofollow)
     bad = _YAML_CONTROL_RE.search(text)
     if bad is not None:
         line = text.count("\n", 0, bad.start()) + 1
@@ -161,7 +195,8 @@ def _count_values(node: Any, counted: dict[int, int], open_nodes: set[int]) -> i
             total += _count_values(child, counted, open_nodes)
             if total > MAX_VALUES:
                 raise yaml.composer.ComposerError(
-                    None, None, f"aliases expand to more than {MAX_VALUES} values", node.start_mark)
+                    None, None, f"the document holds more than {MAX_VALUES} values (each alias counted as "
+                                "what it stands for)", node.start_mark)
         open_nodes.discard(key)
     counted[key] = total
     return total

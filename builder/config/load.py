@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from builder.config import grammar
 from builder.config.access import check_access, is_door, read_access
+from builder.config.addresses import dns_problem, gateway_problem, subnet_problem
 from builder.config.fileserver import check_fileserver, read_fileserver
 from builder.config.grammar import (
     FINGERPRINT_RE,
@@ -25,7 +27,7 @@ from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
 from builder.config.secretsdir import secrets_dir_problem
-from builder.config.sources import resolve
+from builder.config.sources import absolute, is_symlink_loop, local_path, resolve
 from builder.config.sshkeys import ssh_key_problem
 
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
@@ -33,6 +35,7 @@ SUDO_MODES = ("nopasswd", "password")
 # The power button's hold time: the lab's builder holds it three seconds. Below 20 ms a switch's own
 # bounce could fire it; past ten seconds nobody holds a button. (The overlay takes any 32-bit value.)
 DEFAULT_HOLD_MS, HOLD_MS_MIN, HOLD_MS_MAX = 3000, 20, 10_000
+MAX_NODES = 1024    # a /22 of boards; every role image's first-boot inventory lists each of its nodes
 
 
 def read_yaml(path: Path) -> object:
@@ -45,7 +48,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     path = Path(path)
     top = Reader(read_yaml_file(path, str(path), hint="pass --cluster FILE (make: CLUSTER=FILE)"), path)
     name = top.text("name", check=lambda v: grammar.label_problem(v, "cluster name"))
-    base_image = _base_image(top.sub("base_image"), path.resolve().parent)
+    base_image = _base_image(top.sub("base_image"), absolute(path).parent)
     network = _network(top.sub("network"))
     time = top.sub("time")
     time_server = time.text("server")
@@ -56,7 +59,11 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     accounting = slurm.flag("accounting", False, hint="write accounting: true (slurmdbd and MariaDB on the "
                                                       "controller) or remove the key")
     slurm.done()
-    nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(top.items("nodes")))
+    raw_nodes = top.items("nodes")
+    if len(raw_nodes) > MAX_NODES:
+        top.fail(f"lists {len(raw_nodes)} nodes; a cluster has at most {MAX_NODES}", key="nodes",
+                 hint=f"split it into clusters of at most {MAX_NODES} nodes (each its own cluster file)")
+    nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(raw_nodes))
     users = tuple(_user(top.item("users", i, raw)) for i, raw in enumerate(top.items("users", [])))
     first_user = top.text("first_user", None, check=lambda v: grammar.account_problem(v, "user name"))
     ssh = top.sub("ssh", {})
@@ -70,7 +77,7 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     top.done()
 
     cluster = Cluster(
-        source=path.resolve(),
+        source=absolute(path),
         name=name,
         base_image=base_image,
         network=network,
@@ -130,6 +137,12 @@ def _base_image(r: Reader, cluster_dir: Path) -> BaseImage:
         if problem:
             r.fail(f"{shown(source)} {problem}", key=key)
         sources.append(source)
+    refs = [("url", url), ("signature_url", signature_url), ("sha256_url", sha256_url),
+            *((f"signing_key[{i}]" if len(sources) > 1 else "signing_key", s) for i, s in enumerate(sources))]
+    for key, ref in refs:
+        if ref is not None and urllib.parse.urlsplit(ref).scheme.lower() not in ("http", "https") \
+                and is_symlink_loop(local_path(ref, cluster_dir)):
+            r.fail(f"{shown(ref)} is a symlink loop", key=key, hint="fix or remove the link")
     r.done()
     return resolve_base_image(cluster_dir, url=url, sha256=sha256.lower() if sha256 else None, sha256_url=sha256_url,
                               signature_url=signature_url, signing_key=sources,
@@ -173,9 +186,13 @@ def _one_or_more(r: Reader, key: str, expected: str) -> list[tuple[str, str]]:
 
 def _network(r: Reader) -> Network:
     subnet = r.parse("subnet", lambda v: IPv4Network(v, strict=True), "an IPv4 subnet like 10.0.0.0/24")
+    problem = subnet_problem(subnet)
+    if problem is not None:
+        r.fail(f"{subnet} {problem[0]}", key="subnet", hint=problem[1])
     gateway = r.parse("gateway", IPv4Address, "an IPv4 address")
-    if gateway not in subnet:
-        r.fail(f"{gateway} is outside network.subnet {subnet}", key="gateway")
+    problem = gateway_problem(gateway, subnet)
+    if problem is not None:
+        r.fail(f"{gateway} {problem[0]}", key="gateway", hint=problem[1])
     raw_dns = r.items("dns", [])
     dns = []
     for i, value in enumerate(raw_dns):
@@ -183,6 +200,9 @@ def _network(r: Reader) -> Network:
             dns.append(IPv4Address(value))
         except ValueError:
             r.fail(f"{shown(value)} is not an IPv4 address", key=f"dns[{i}]")
+        problem = dns_problem(dns[-1])
+        if problem is not None:
+            r.fail(f"{value} {problem[0]}", key=f"dns[{i}]", hint=problem[1])
     network = Network(
         subnet=subnet,
         gateway=gateway,
@@ -279,7 +299,7 @@ def _secrets_dir(value: str | None, cluster_file: Path, name: str, top: Reader) 
         top.fail("is empty", path="secrets_dir", hint="remove the key to use ~/.config/clusterbake/secrets/NAME")
     else:
         expanded = Path(os.path.expanduser(value))
-        path = expanded if expanded.is_absolute() else (cluster_file.parent / expanded).resolve()
+        path = expanded if expanded.is_absolute() else absolute(cluster_file.parent / expanded)
     problem = secrets_dir_problem(path)
     if problem is not None:
         top.fail(f"{shown(str(path))} {problem[0]}", path="secrets_dir", hint=problem[1])

@@ -18,6 +18,34 @@ MUNGE_KEY_MAX_BYTES = 1 << 16
 
 def secrets_dir_problem(path: Path) -> tuple[str, str] | None:
     """(problem, fix) when `path` cannot be the cluster's private secrets directory, else None."""
+    return _own_problem(path) or _ancestors_problem(path)
+
+
+def _ancestors_problem(path: Path) -> tuple[str, str] | None:
+    """As OpenSSH checks the folders above a key: each must be owned by root or by you, and writable
+    by no one else, or whoever can write there can put a folder of their own in the secrets' place.
+    A sticky folder (/tmp) is allowed: others cannot rename or remove what you own in it."""
+    try:
+        real = path.resolve()
+    except (RuntimeError, OSError):
+        return None     # a symlink loop: _own_problem has named it
+    me = os.geteuid()
+    for parent in real.parents:
+        try:
+            info = os.stat(parent)
+        except OSError:
+            continue    # not there yet: it will be made 0700
+        mode = stat.S_IMODE(info.st_mode)
+        if info.st_uid not in (0, me):
+            return (f"lies under {parent}, owned by uid {info.st_uid}, who could replace what is in it",
+                    "keep secrets_dir under folders owned by you or root, e.g. ~/.config/clusterbake/secrets/NAME")
+        if mode & 0o022 and not mode & stat.S_ISVTX:
+            return (f"lies under {parent}, which others can write to (mode {mode:04o}) and so replace what is in it",
+                    f"chmod go-w {parent}, or keep secrets_dir under ~/.config/clusterbake/secrets/NAME")
+    return None
+
+
+def _own_problem(path: Path) -> tuple[str, str] | None:
     try:
         info = os.stat(path)
     except FileNotFoundError:

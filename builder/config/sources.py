@@ -8,6 +8,8 @@ every message can say which line of the cluster file to fix.
 
 from __future__ import annotations
 
+import errno
+import os
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -46,6 +48,31 @@ def resolve(setting: str, ref: str, cluster_dir: Path) -> Source:
     scheme = parts.scheme.lower()
     if scheme in ("http", "https"):
         return Source(setting, ref, url=ref)
-    if scheme == "file":
-        return Source(setting, ref, path=Path(urllib.request.url2pathname(parts.path)))
-    return Source(setting, ref, path=(cluster_dir / ref).resolve())
+    return Source(setting, ref, path=local_path(ref, cluster_dir))
+
+
+def local_path(ref: str, cluster_dir: Path) -> Path:
+    """The file a file:// URL or a path relative to the cluster file's folder names."""
+    parts = urllib.parse.urlsplit(ref)
+    if parts.scheme.lower() == "file":
+        return Path(urllib.request.url2pathname(parts.path))
+    return absolute(cluster_dir / ref)
+
+
+def is_symlink_loop(path: Path) -> bool:
+    try:
+        path.resolve()
+    except RuntimeError:
+        return True
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
+def absolute(path: Path) -> Path:
+    """`path` made absolute, its links resolved where they can be: a symlink loop is left for the
+    reader to name (read_bytes says "is a symlink loop"), instead of a RuntimeError here."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))

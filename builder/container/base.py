@@ -22,13 +22,13 @@ from builder.command import run
 from builder.errors import CommandFailed, EnvironmentProblem
 from builder.image.tree import DirectoryRoot
 from builder.progress import step
+from builder.settings import settings
 
 log = logging.getLogger("clusterbake")
 
 FOLDER = "lxc"
 SUITE = "trixie"
 ARCH = "amd64"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # debootstrap's own pass (it resolves no virtual packages): a root that boots under systemd.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "apt", "ca-certificates")
@@ -40,7 +40,7 @@ VERSION = 1   # bump when what is done to the root below changes for the same re
 
 
 def mirror() -> str:
-    return os.environ.get("CLUSTERBAKE_DEBIAN_MIRROR", "").rstrip("/") or DEFAULT_MIRROR
+    return settings().debian_mirror
 
 
 def base_recipe() -> dict[str, object]:

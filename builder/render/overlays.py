@@ -23,13 +23,21 @@ import jinja2
 from jinja2.exceptions import SecurityError
 
 from builder.config.grammar import control_problem, shown
-from builder.config.input_files import FILE_LIMIT, TEMPLATE_LIMIT, kind_of, read_bytes, read_text
-from builder.config.load import read_yaml
+from builder.config.input_files import (
+    FILE_LIMIT,
+    TEMPLATE_LIMIT,
+    inside,
+    kind_of,
+    read_bytes,
+    read_text,
+    read_yaml_file,
+)
 from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.error_labels import labelled
 from builder.render.image_file import ImageFile
-from builder.render.sandbox import sandbox
+from builder.render.limits import RenderTimeout
+from builder.render.sandbox import evaluate, problem, render, sandbox
 
 MANIFEST = "manifest.yaml"
 TEMPLATE_SUFFIX = ".j2"
@@ -65,7 +73,8 @@ class OverlayLoader(jinja2.BaseLoader):
         path = self.root.joinpath(*pieces)
         if not path.exists() and not path.is_symlink():
             raise jinja2.TemplateNotFound(template)
-        text = read_text(path, f"{self.label}/{'/'.join(pieces)}", TEMPLATE_LIMIT)
+        label = f"{self.label}/{'/'.join(pieces)}"
+        text = read_text(inside(self.root, path, label), label, TEMPLATE_LIMIT, nofollow=True)
         return text, str(path), lambda: True
 
 
@@ -91,10 +100,16 @@ class Templates:
             self._manifests[name] = read_manifest(self.root / name, f"{self.label}/{name}")
         return self._manifests[name]
 
+    # Whatever a template raises (a sandbox refusal, 1/0, 1 + 'a', a recursion, its CPU time or
+    # memory used up) is one InputError naming the file and line; InputError (a file that may
+    # not be read) passes through as it is.
+
     def render_file(self, name: str, context: Mapping[str, Any]) -> str:
         try:
-            return self.env.get_template(name).render(context)
-        except (jinja2.TemplateError, UnicodeDecodeError) as exc:
+            return render(self.env.get_template(name), context)
+        except InputError:
+            raise
+        except Exception as exc:
             raise self._error(name, exc) from None
 
     def render_text(self, where: str, text: str, context: Mapping[str, Any]) -> str:
@@ -104,32 +119,38 @@ class Templates:
         try:
             if text not in self._inline:
                 self._inline[text] = self.env.from_string(text)
-            return self._inline[text].render(context)
-        except jinja2.TemplateError as exc:
+            return render(self._inline[text], context)
+        except InputError:
+            raise
+        except Exception as exc:
             raise self._error(where, exc, inline=text) from None
 
     def evaluate(self, where: str, expression: str, context: Mapping[str, Any]) -> Any:
         try:
-            return self.env.compile_expression(expression, undefined_to_none=False)(context)
-        except jinja2.TemplateError as exc:
+            return evaluate(self.env.compile_expression(expression, undefined_to_none=False), context)
+        except InputError:
+            raise
+        except Exception as exc:
             raise self._error(where, exc, inline=expression) from None
 
     def _error(self, name: str, exc: Exception, inline: str | None = None) -> InputError:
         hint = "the variables templates may use are listed in overlays/README.md"
         if isinstance(exc, UnicodeDecodeError):
             return InputError(f"{self.label}/{name}: not UTF-8 text", hint="drop the .j2 suffix of binary files")
-        assert isinstance(exc, jinja2.TemplateError)
         if isinstance(exc, jinja2.TemplateSyntaxError):
             where = f"{self.label}/{exc.name or name}" + (f": line {exc.lineno}" if inline is None else "")
             return InputError(f"{where}: {exc.message}", hint="fix the Jinja syntax")
-        if isinstance(exc, SecurityError):
-            hint = "templates run in a sandbox: use the variables listed in overlays/README.md, not Python internals"
+        if not isinstance(exc, jinja2.TemplateError | MemoryError | RecursionError | RenderTimeout):
+            hint = "fix the expression at that line (Jinja runs it as Python would)"
+        if isinstance(exc, SecurityError | MemoryError | RecursionError | RenderTimeout):
+            hint = ("templates run in a sandbox, bounded in size, memory and time (README, 'Hostile input'): "
+                    "use the variables listed in overlays/README.md, not Python internals")
         if isinstance(exc, jinja2.TemplateNotFound):
             exc.message = f"no template {shown(exc.name)} inside {self.label}/"
         if inline is not None:
-            return InputError(f"{self.label}/{name}: in {shown(inline)}: {exc.message}", hint=hint)
+            return InputError(f"{self.label}/{name}: in {shown(inline)}: {problem(exc)}", hint=hint)
         where, line = self._failing_line(exc.__traceback__, name)
-        return InputError(f"{self.label}/{where}: line {line}: {exc.message}", hint=hint)
+        return InputError(f"{self.label}/{where}: line {line}: {problem(exc)}", hint=hint)
 
     def _failing_line(self, tb: TracebackType | None, name: str) -> tuple[str, int | str]:
         """Jinja rewrites tracebacks so template frames carry the template's file and line."""
@@ -149,6 +170,10 @@ def render_overlay(templates: Templates, name: str, context: Mapping[str, Any], 
     if not top.is_dir():
         raise InputError(f"{wanted_by}: overlays: no overlay directory {templates.label}/{name}",
                          hint=f"create {templates.label}/{name}/ or remove it from the list")
+    if top.is_symlink():
+        # os.walk would walk wherever it points: a community overlay linking to ~/.ssh.
+        raise InputError(f"{templates.label}/{name}: is a symlink to a directory; symlinked directories are "
+                         "not supported", hint=f"make {templates.label}/{name} a real directory")
     manifest = templates.manifest(name)
     out: list[ImageFile] = []
     for rel, is_dir in _entries(top, manifest, f"{templates.label}/{name}"):
@@ -183,7 +208,8 @@ def _render_entry(templates: Templates, name: str, rel: str, key: str, is_dir: b
     elif rel.endswith(TEMPLATE_SUFFIX):
         data = templates.render_file(f"{name}/{rel}", scope).encode()
     else:
-        data = read_bytes(templates.root / name / rel, source, FILE_LIMIT)
+        real = inside(templates.root / name, templates.root / name / rel, source)
+        data = read_bytes(real, source, FILE_LIMIT, nofollow=True)
     return ImageFile(path="/" + "/".join(parts), data=data, mode=int(attrs.mode, 8), owner=owner, group=group,
                      directory=is_dir, source=source)
 
@@ -252,7 +278,7 @@ def read_manifest(top: Path, label: str) -> Manifest:
     if not os.path.lexists(path):
         return Manifest()
     with labelled(path, f"{label}/{MANIFEST}"):
-        data = read_yaml(path)
+        data = read_yaml_file(inside(top.resolve(), path, f"{label}/{MANIFEST}"), path.name, nofollow=True)
         r = Reader({} if data is None else data, path)
         files = _rules(r.sub("files", {}))
         directories = _rules(r.sub("directories", {}))

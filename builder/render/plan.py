@@ -25,6 +25,7 @@ from builder.render.cluster_secrets import munge_key
 from builder.render.context import NFS_SERVER_UNIT, build_context
 from builder.render.gpio import warn_pi5_power_button, with_button_hold
 from builder.render.image_file import ImageFile
+from builder.render.limits import RENDER_MEMORY, memory_budget
 from builder.render.overlays import Templates, render_overlay
 from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
@@ -81,6 +82,17 @@ class RenderPlan:
 def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None = None, secrets: bool = True,
                 profiles_dir: Path, overlays_dir: Path) -> RenderPlan:
     """Everything one image gets. Raises InputError for any bad input, before anything is built."""
+    try:
+        with memory_budget():   # templates are code: what they may take is bounded (render/limits.py)
+            return _render_plan(cluster, role=role, node=node, secrets=secrets, profiles_dir=profiles_dir,
+                                overlays_dir=overlays_dir)
+    except MemoryError:
+        raise InputError(f"{cluster.source.name}: rendering the plan needs more memory than a render may use "
+                         f"({RENDER_MEMORY >> 20} MiB)", hint="look for a template building a huge value") from None
+
+
+def _render_plan(cluster: Cluster, *, role: str | None, node: str | None, secrets: bool,
+                 profiles_dir: Path, overlays_dir: Path) -> RenderPlan:
     if (role is None) == (node is None):
         raise InputError("give exactly one of a role and a node", hint="make image ROLE=compute or NODE=node01")
     target = _node(cluster, node) if node is not None else None
@@ -230,6 +242,8 @@ def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> N
 
 
 def _check_fileserver_role(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
+    """One NFS server, the one `fileserver.node` names: another would export its own empty /home
+    and mount nothing. (Without `fileserver:` an NFS server's role exports nothing: homes stay local.)"""
     if cluster.fileserver is None:
         return
     server = cluster.node(cluster.fileserver.node)
@@ -238,6 +252,13 @@ def _check_fileserver_role(cluster: Cluster, profiles: Mapping[str, Profile]) ->
             f"{cluster.source.name}: fileserver.node: {server.name!r} has role {server.role!r}, "
             f"whose profile does not enable {NFS_SERVER_UNIT}",
             hint="give that node a role that includes fileserver (e.g. auxiliary)")
+    for i, node in enumerate(cluster.nodes):
+        if node.name != server.name and profiles[node.role].runs(NFS_SERVER_UNIT):
+            raise InputError(
+                f"{cluster.source.name}: nodes[{i}].role: {node.name!r} would run a second NFS server (role "
+                f"{node.role!r} enables {NFS_SERVER_UNIT}), exporting its own empty directories; "
+                f"fileserver.node is {server.name!r}",
+                hint="give this node a role without fileserver (e.g. compute or timeserver)")
 
 
 def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profile, templates: Templates,

@@ -13,8 +13,9 @@ partition, no GPIO, no board serial and no clock of its own:
   own chrony keeps that clock, pointed at the GPS node (README, "Proxmox host + Pis");
 - Proxmox leaves the rendered /etc/hosts alone (the `container` overlay's .pve-ignore.hosts).
 
-A role whose profile enables a unit that needs a board's hardware cannot run in a container at
-all (`check_platform_roles`): one line naming the node, the unit and the hardware.
+A role whose profile enables a unit that needs a board's hardware (gpsd, the power button) or
+the kernel's own services (the NFS server) cannot run in a container at all
+(`check_platform_roles`): one line naming the node, the unit and what it needs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Platform:
     units_left_out: tuple[str, ...] = ()            # neither enabled, disabled nor masked
     packages_left_out: tuple[str, ...] = ()
     paths_left_out: tuple[str, ...] = ()            # fnmatch globs over paths in the root
-    hardware: Mapping[str, str] = field(default_factory=dict)   # unit -> the board hardware it needs
+    hardware: Mapping[str, str] = field(default_factory=dict)   # unit -> what it needs that the platform lacks
 
     def overlays(self, names: tuple[str, ...]) -> tuple[str, ...]:
         kept = tuple(n for n in names if n not in self.overlays_left_out)
@@ -84,6 +85,9 @@ PLATFORMS: dict[str, Platform] = {
         hardware={
             "gpsd.service": "the GPS receiver on the Pi's UART and its PPS pin",
             "clusterbake-slurm-power.service": "the power button on the Pi's GPIO3",
+            # nfsd lives in the kernel the container shares with the Proxmox host, and an
+            # unprivileged container may not start it (nor export the host's kernel to the subnet).
+            "nfs-server.service": "the kernel NFS server (nfsd), which an unprivileged container cannot run",
         },
     ),
 }
@@ -108,7 +112,7 @@ def check_platform_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> N
                 f"{cluster.source.name}: nodes[{i}].role: {node.name!r} is a {platform.name} node, but role "
                 f"{node.role!r} enables {unit}, which needs {what}",
                 hint="run this role on a Raspberry Pi (remove 'platform:'), or give the container a role "
-                     "without board hardware (e.g. controller or login)")
+                     "that needs none of it (e.g. controller or login)")
 
 
 def image_targets(cluster: Cluster) -> list[tuple[str | None, str | None]]:

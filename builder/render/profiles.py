@@ -20,12 +20,13 @@ import jinja2
 from jinja2.exceptions import SecurityError
 
 from builder.config.grammar import control_problem, shown
-from builder.config.load import read_yaml
+from builder.config.input_files import inside, read_yaml_file
 from builder.config.reader import Reader
 from builder.errors import InputError
 from builder.render.error_labels import labelled
 from builder.render.gpio import GpioClaim, check_gpio, claims_of_line
-from builder.render.sandbox import sandbox
+from builder.render.sandbox import problem as template_problem
+from builder.render.sandbox import render, sandbox
 
 COMMON = "common"
 # Add-on profiles: merged into a role by a cluster-file switch (after the role's own), never roles themselves.
@@ -158,12 +159,14 @@ def _exists(path: Path) -> bool:
 
 
 def _read(path: Path, name: str) -> _Raw:
-    with labelled(path, f"{path.parent.name}/{path.name}"):
-        return _read_profile(path, name)
+    label = f"{path.parent.name}/{path.name}"
+    real = inside(path.parent.resolve(), path, label)   # a profile linking to a file elsewhere is not read
+    with labelled(path, label):
+        return _read_profile(path, real, name)
 
 
-def _read_profile(path: Path, name: str) -> _Raw:
-    data = read_yaml(path)
+def _read_profile(path: Path, real: Path, name: str) -> _Raw:
+    data = read_yaml_file(real, path.name, nofollow=True)
     top = Reader({} if data is None else data, path)
     raw = _Raw(
         name=name,
@@ -348,12 +351,12 @@ def _units(order: list[_Raw], pick: Any) -> tuple[tuple[str, ...], tuple[str, ..
 
 def _expand(raw: _Raw, key: str, template: str, settings: Mapping[str, Any]) -> str:
     try:
-        line = sandbox().from_string(template).render(settings=settings).strip()
-    except jinja2.TemplateError as exc:
+        line = render(sandbox().from_string(template), {"settings": settings}).strip()
+    except Exception as exc:    # whatever the template raised: one line (see Templates in overlays.py)
         hint = "use {{ settings.NAME }} with a NAME from some profile's settings:"
-        if isinstance(exc, SecurityError):
-            hint = "templates run in a sandbox: " + hint
-        raise InputError(f"{raw.path.parent.name}/{raw.path.name}: {key}: {exc.message or exc}", hint=hint) from None
+        if not isinstance(exc, jinja2.TemplateError) or isinstance(exc, SecurityError):
+            hint = "templates run in a sandbox, bounded in size, memory and time: " + hint
+        raise InputError(f"{raw.path.parent.name}/{raw.path.name}: {key}: {template_problem(exc)}", hint=hint) from None
     problem = control_problem(line)
     if problem is not None:
         raise InputError(f"{raw.path.parent.name}/{raw.path.name}: {key}: renders to {shown(line)}, which {problem}",

@@ -114,3 +114,106 @@ def test_every_mutation_is_success_or_one_line(cluster: str | bytes) -> None:
     errors = [line for line in lines if line.startswith("clusterbake: error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], err
     assert len(errors[0]) < 600, errors[0]
+
+
+# --- issue 23: the environment settings and the templates are input too ------------------------
+
+SETTING_NAMES = ("CLUSTERBAKE_JOBS", "CLUSTERBAKE_LAYER_CACHE_GIB", "CLUSTERBAKE_DEBIAN_MIRROR",
+                 "CLUSTERBAKE_CACHE", "CLUSTERBAKE_PROFILES", "CLUSTERBAKE_OVERLAYS")
+# What an environment variable can hold: any text but NUL (and no lone surrogates).
+env_text = st.one_of(
+    st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=30),
+    st.sampled_from(["2", "0", "-1", "\u0663", "\u00b2", "9" * 5000, "http://deb.debian.org/debian",
+                     "http://deb.debian.org/debian\nTrusted: yes", "file:///etc", "javascript:x", "--opt", "/", "."]),
+)
+
+
+def _outcome_is_one_line(code: int, out: str, err: str, failing: int) -> None:
+    assert "Traceback" not in err
+    if code == 0:
+        assert out.strip().endswith(": ok"), out
+        return
+    assert code == failing, (code, err)
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("clusterbake: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert len(errors[0]) < 600, errors[0]
+
+
+def _run(box: Sandbox) -> tuple[int, str, str]:
+    argv = ["check", "--cluster", box.write(), "--cache", str(box.root / "cache")]
+    saved = dict(os.environ)
+    err, out = io.StringIO(), io.StringIO()
+    try:
+        os.environ.clear()
+        os.environ.update(box.environment())
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            code = main(argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return code, out.getvalue(), err.getvalue()
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(SETTING_NAMES), env_text, min_size=1, max_size=3))
+def test_every_environment_is_success_or_one_line(settings_: dict[str, str]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        box = Sandbox(Path(tmp) / "box")
+        box.env.update(settings_)
+        _outcome_is_one_line(*_run(box), failing=2)
+
+
+# Pieces of Jinja a hostile template is made of: values, operators, filters and statements with
+# sizes and counts from small to absurd. Every combination must render or fail in one line.
+numbers = st.sampled_from(["0", "1", "-1", "3", "10 ** 9", "10 ** 10", "1114112", "2 ** 64", "10 ** 1000", "1.5"])
+atoms = st.one_of(numbers, st.sampled_from(["'a'", "'%c'", "'%3000000000d'", "'{:3000000000}'", "'x' * 1000",
+                                            "[1, 2]", "{}", "none", "range(5)", "nodes", "node.name", "lipsum",
+                                            "cycler", "''.__class__", "users[0]", "network.subnet"]))
+TEMPLATE_FILTERS = ("center", "indent", "format", "join", "int", "list", "length", "batch", "slice", "wordwrap",
+                    "truncate", "replace('a', 'bb')", "string", "sum", "first", "e", "tojson", "unique")
+METHODS = ("center", "zfill", "ljust", "rjust", "format", "join", "split", "upper", "replace")
+
+
+@st.composite
+def expressions(draw: st.DrawFn, depth: int = 0) -> str:
+    if depth > 2 or draw(st.booleans()):
+        return draw(atoms)
+    inner = draw(expressions(depth + 1))
+    kind = draw(st.sampled_from(["binop", "filter", "method", "call"]))
+    if kind == "binop":
+        return f"({inner} {draw(st.sampled_from(['+', '-', '*', '/', '//', '%', '**', '~']))} {draw(atoms)})"
+    if kind == "filter":
+        name = draw(st.sampled_from(TEMPLATE_FILTERS))
+        return f"({inner} | {name}({draw(numbers)}))" if "(" not in name and draw(st.booleans()) else \
+            f"({inner} | {name})"
+    if kind == "method":
+        return f"({inner}).{draw(st.sampled_from(METHODS))}({draw(numbers)})"
+    return f"range({draw(numbers)})"
+
+
+@st.composite
+def templates(draw: st.DrawFn) -> str:
+    body = "{{ " + draw(expressions()) + " }}"
+    wrap = draw(st.sampled_from(["plain", "loop", "macro", "set", "include"]))
+    if wrap == "loop":
+        return "{% for i in range(" + draw(numbers) + ") %}" + body + "{% endfor %}"
+    if wrap == "macro":
+        return "{% macro m(n) %}" + body + "{{ m(n) if n else '' }}{% endmacro %}{{ m(" + draw(numbers) + ") }}"
+    if wrap == "set":
+        return "{% set x %}" + body + "{% endset %}{{ x | length }}"
+    if wrap == "include":
+        return "{% include " + draw(st.sampled_from(["'base/etc/motd.j2'", "'/etc/passwd'", "'../x'"])) + " %}"
+    return body
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(templates())
+def test_every_template_renders_or_fails_in_one_line(template: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        box = Sandbox(Path(tmp) / "box")
+        (box.overlays / "base" / "etc" / "motd.j2").write_text(template + "\n")
+        code, out, err = _run(box)
+        _outcome_is_one_line(code, out, err, failing=1)
+        assert code == 0 or "base/etc/motd" in err, err
