@@ -113,10 +113,11 @@ def _write_file(root: Path, item: dict[str, Any], users: dict[str, int], groups:
 def write(root: Path, request: dict[str, Any]) -> dict[str, Any]:
     done: list[str] = []
     if root != Path("/"):
-        # A tree that is not the running system (the tests): its files only; nothing that would
-        # install, enable or restart anything on the machine running the agent.
+        # A tree that is not the running system (the tests): its users (`useradd --root` works inside
+        # the tree) and files only; nothing that would install, enable or restart anything on the
+        # machine running the agent.
         done += [f"not run: {' '.join(argv)}" for argv in request.get("commands", [])]
-        request = {"files": request.get("files", [])}
+        request = {"users": request.get("users", []), "files": request.get("files", [])}
     for user in request.get("users", []):
         # Homes on the file server's NFS export are made there (root cannot write them through root_squash).
         home = "--create-home" if user["home"] else "--no-create-home"
