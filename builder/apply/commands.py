@@ -54,7 +54,7 @@ def ssh_transport(cluster: Cluster, control_dir: Path, identity: Path | None) ->
 def run_status(plans: tuple[NodePlan, ...], transport: Transport, *, as_json: bool) -> int:
     reports = probe_nodes(plans, transport)
     print(status_json(reports) if as_json else status_table(reports))
-    return 0 if all(r.drift is not None and r.drift.empty for r in reports) else 3
+    return 0 if all(r.drift is not None and r.drift.empty and not r.drift.problems for r in reports) else 3
 
 
 def run_apply(plans: tuple[NodePlan, ...], transport: Transport, *, yes: bool,
@@ -63,11 +63,13 @@ def run_apply(plans: tuple[NodePlan, ...], transport: Transport, *, yes: bool,
     for report in reports:
         for line in describe(report):
             print(line)
-    down = unreachable(reports)
+    down = dict(unreachable(reports))
+    down.update({r.name: f"{r.name}: needs a new image (make image NODE={r.name})" for r in reports
+                 if r.drift is not None and r.drift.problems})
     todo = [r for r in reports if r.drift is not None and not r.drift.empty]
     if not todo:
         print("no change: every reachable node is as the cluster file says"
-              + (f"; not reached: {', '.join(sorted(down))}" if down else ""))
+              + (f"; not up to date: {', '.join(sorted(down))}" if down else ""))
         return 1 if down else 0
     if not yes:
         if not sys.stdin.isatty() and ask is input:

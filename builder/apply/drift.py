@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import posixpath
+import re
 from dataclasses import dataclass
 
 from builder.apply.desired import NodePlan
@@ -45,6 +46,8 @@ class NodeDrift:
         parts = [f"{len(items)} {label}" for items, label in ((self.files, "files"), (self.users, "users"),
                                                               (self.packages, "packages"), (self.units, "units"))
                  if items]
+        if self.problems:
+            parts.append("needs a new image")
         return ", ".join(parts) if parts else "up to date"
 
 
@@ -69,10 +72,25 @@ def _file_drift(want: ImageFile, have: FileState | None) -> FileDrift | None:
     return FileDrift(want, have, tuple(reasons)) if reasons else None
 
 
+# The first line of the boot partition's clusterbake.txt: "... for cluster lab, role compute[, node …]."
+BUILT_ROLE = re.compile(r", role ([A-Za-z0-9_-]+)[,.]")
+
+
+def needs_new_image(plan: NodePlan, state: NodeState) -> tuple[str, ...]:
+    """What apply cannot change in place: the node's image was baked for another role (its packages,
+    partition growth and boot partition are the role's), or an account has another uid there."""
+    problems = []
+    built = BUILT_ROLE.search(state.image)
+    if built and built.group(1) != plan.role:
+        problems.append(f"its image was baked for role {built.group(1)}, the cluster file says {plan.role}")
+    problems += [f"user {u.name} has uid {state.users[u.name]} there, the cluster file says {u.uid}"
+                 for u in plan.users if u.name in state.users and state.users[u.name] != u.uid]
+    return tuple(problems)
+
+
 def node_drift(plan: NodePlan, state: NodeState) -> NodeDrift:
     files = tuple(d for f in plan.files if (d := _file_drift(f, state.files.get(f.path))) is not None)
-    problems = tuple(f"user {u.name} has uid {state.users[u.name]} there, the cluster file says {u.uid}"
-                     for u in plan.users if u.name in state.users and state.users[u.name] != u.uid)
+    problems = needs_new_image(plan, state)
     return NodeDrift(
         node=plan.node.name, files=files,
         users=tuple(u.name for u in plan.users if u.name not in state.users),

@@ -163,3 +163,13 @@ def test_ssh_pins_host_keys_in_the_secrets_folder_and_never_prompts(tmp_path: Pa
             "GlobalKnownHostsFile=/dev/null", "ControlMaster=auto"} <= set(options)
     assert argv[0] == "ssh" and argv[-3:-1] == ["alice@10.0.0.5", "--"]
     assert argv[-1] == "sudo -n python3 -c 'print('\"'\"'a b'\"'\"')' probe /"   # one word each on the remote shell
+
+
+def test_a_node_baked_for_another_role_needs_a_new_image(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    _, node_plans, roots = lab
+    (roots["c1"] / "boot/firmware/clusterbake.txt").write_text("This card was baked by clusterbake, role login.\n")
+    assert run_apply(node_plans, LocalTransport(roots), yes=True) == 1
+    out = capsys.readouterr().out
+    assert "no change: every reachable node is as the cluster file says; not up to date: c1" in out
+    assert ("c1: needs a new image: its image was baked for role login, the cluster file says compute "
+            "(make image NODE=c1)") in out
