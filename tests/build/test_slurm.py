@@ -124,7 +124,8 @@ def test_slurms_own_parser_expands_the_hostlists_of_a_256_node_slurm_conf(lab: L
                      *({"name": n, "role": "compute", "ip": a, "model": "pi5-8gb"}
                        for n, a in zip(names, addrs, strict=True))]
     cluster = load_cluster(write_cluster(tmp_path / "big.yaml", data), profiles_dir=repo_root() / "profiles")
-    plan = render_plan(cluster, role="compute", secrets=False, profiles_dir=repo_root() / "profiles",
+    # Configless: the controller's slurm.conf, which every slurmd fetches (and parses with this scontrol).
+    plan = render_plan(cluster, role="controller", secrets=False, profiles_dir=repo_root() / "profiles",
                        overlays_dir=repo_root() / "overlays")
     conf = next(f.data for f in plan.files if f.path == "/etc/slurm/slurm.conf")
     lines = [line.split() for line in conf.decode().splitlines() if line.startswith(("NodeName=", "PartitionName="))]
