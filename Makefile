@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-
 	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates \
 	qemu-system-arm cpio openssh-client debian-archive-keyring device-tree-compiler nftables
 
-.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean
+.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean status apply
 
 deps: system-deps venv
 
@@ -90,6 +90,13 @@ IMAGE ?=
 DEVICE ?=
 flash: deps
 	$(PY) -m builder flash "$(IMAGE)" "$(DEVICE)" $(ARGS)
+
+# Day two: compare the running nodes with the cluster file; bring them to it (ARGS=--yes for scripts).
+status: deps
+	$(PY) -m builder status --cluster $(CLUSTER) $(ARGS)
+
+apply: deps
+	$(PY) -m builder apply --cluster $(CLUSTER) $(ARGS)
 
 # Timings and peak memory of each pipeline step, cold and warm caches.
 bench: deps

@@ -7,11 +7,16 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder import progress
 from builder.errors import ClusterbakeError
 from builder.host.signals import interruptible
 from builder.settings import settings
+
+if TYPE_CHECKING:
+    from builder.apply.desired import NodePlan
+    from builder.config import Cluster
 
 log = logging.getLogger("clusterbake")
 
@@ -119,6 +124,29 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_plans(args: argparse.Namespace) -> tuple[Cluster, tuple[NodePlan, ...]]:
+    from builder.apply.commands import plans_for
+    from builder.build import overlays_dir, profiles_dir
+    from builder.config import load_cluster
+
+    cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
+    return cluster, plans_for(cluster, profiles_dir(), overlays_dir(), tuple(args.node or ()))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from builder.apply.commands import run_status, with_ssh
+
+    cluster, plans = _node_plans(args)
+    return with_ssh(cluster, args.identity, lambda transport: run_status(plans, transport, as_json=args.json))
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from builder.apply.commands import run_apply, with_ssh
+
+    cluster, plans = _node_plans(args)
+    return with_ssh(cluster, args.identity, lambda transport: run_apply(plans, transport, yes=args.yes))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and every command run")
@@ -180,6 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     flash.add_argument("--force", action="store_true", help="write to a device larger than --max-size")
     flash.add_argument("--bmap", type=Path, help="block map (default: <image>.bmap beside the image)")
     flash.add_argument("--no-bmap", action="store_true", help="write every byte, ignoring any block map")
+    for name, func, text in (("status", _cmd_status, "each node: reachable, its image, its drift from the plan"),
+                             ("apply", _cmd_apply, "bring the running nodes to the cluster file, over SSH")):
+        day_two = command(name, func, text)
+        day_two.add_argument("--node", action="append", help="only this node (repeat for more)")
+        day_two.add_argument("--identity", type=Path, help="SSH private key (default: ssh's own choice)")
+        if name == "status":
+            day_two.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            day_two.add_argument("--yes", action="store_true", help="do not ask (scripts)")
     return parser
 
 

@@ -146,7 +146,8 @@ def test_a_template_using_an_undefined_variable(tmp_path: Path) -> None:
     _, overlays = _copy_data(tmp_path)
     with (overlays / "slurm" / "etc" / "slurm" / "cgroup.conf.j2").open("a") as f:
         f.write("AllowedSwapSpace={{ settings.swap_percent }}\n")
-    error = _run_bad(tmp_path, overlays=overlays)
+    # Configless Slurm: only the controller's image carries the slurm overlay (cgroup.conf).
+    error = _run_bad(tmp_path, overlays=overlays, target=("--role", "controller"))
     assert error.startswith("overlays/slurm/etc/slurm/cgroup.conf.j2: line 6:"), error
     assert "swap_percent" in error
 

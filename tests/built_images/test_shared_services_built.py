@@ -74,7 +74,7 @@ def test_compute_nodes_run_mpi_jobs_through_slurms_pmix_plugin(lab: Lab) -> None
         assert link is not None and link.link is not None, image.path.name
         assert image.exists(f"{PLUGINS}/{link.link.rsplit('/', 1)[-1]}"), image.path.name
     assert "openmpi-bin" not in installed(lab.roles["controller"])
-    assert "\nMpiDefault=pmix\n" in lab.roles["compute"].text("/etc/slurm/slurm.conf")
+    assert "\nMpiDefault=pmix\n" in lab.roles["controller"].text("/etc/slurm/slurm.conf")   # served to every slurmd
 
 
 def test_ssh_between_nodes_without_prompts_and_no_keys_baked(lab: Lab) -> None:

@@ -1,4 +1,4 @@
-"""Issue item 5: Slurm's configuration, identical in every image, and the right daemon per role."""
+"""Issue item 5: Slurm's configuration, on the controller only (configless), and the right daemon per role."""
 
 from __future__ import annotations
 
@@ -30,17 +30,29 @@ def _settings(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def test_slurm_conf_and_cgroup_conf_are_the_same_bytes_in_every_image(lab: Lab) -> None:
+def test_configless_slurm_conf_and_cgroup_conf_are_on_the_controller_only(lab: Lab) -> None:
+    """Adding a node changes the controller's files only: every slurmd fetches them from slurmctld."""
+    controller = lab.roles["controller"]
+    assert ("SlurmctldParameters", "enable_configless") in _settings(controller.text("/etc/slurm/slurm.conf"))
     for name in ("/etc/slurm/slurm.conf", "/etc/slurm/cgroup.conf"):
-        copies = {image.path.name: image.read(name) for image in lab.all}
-        assert len(set(copies.values())) == 1, f"{name} differs between images: {sorted(copies)}"
+        info = controller.stat(name)
+        assert info is not None and info.mode == 0o644 and info.uid == 0
         for image in lab.all:
-            info = image.stat(name)
-            assert info is not None and info.mode == 0o644 and info.uid == 0
+            assert image is controller or not image.exists(name), f"{image.path.name} carries {name}"
+
+
+def test_every_slurmd_image_names_the_controller_as_its_configuration_server(lab: Lab) -> None:
+    for image in (lab.roles["auxiliary"], lab.roles["compute"], lab.node, lab.nosecrets):
+        defaults = _settings(image.text("/etc/default/slurmd"))
+        assert dict(defaults)["SLURMD_OPTIONS"] == '"--conf-server head:6817"', image.path.name
+        # Debian's unit reads that file and starts without a local slurm.conf.
+        unit = image.unit_file("slurmd.service")
+        assert "EnvironmentFile=-/etc/default/slurmd" in unit and "$SLURMD_OPTIONS" in unit, image.path.name
+        assert not [line for line in unit.splitlines() if line.startswith("ConditionPathExists=/etc/slurm")]
 
 
 def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: Lab) -> None:
-    text = lab.roles["compute"].text("/etc/slurm/slurm.conf")
+    text = lab.roles["controller"].text("/etc/slurm/slurm.conf")
     settings = _settings(text)
     single = {k: v for k, v in settings if k not in ("NodeName", "PartitionName")}
     assert single["ClusterName"] == "rolelab"
@@ -66,7 +78,7 @@ def test_slurm_conf_names_the_controller_the_nodes_and_a_default_partition(lab: 
     name, *rest = partitions[0].split()
     fields = dict(item.split("=", 1) for item in rest)
     assert fields["Default"] == "YES" and sorted(expand(fields["Nodes"])) == ["c1", "c2", "gps"]
-    cgroup = dict(_settings(lab.roles["compute"].text("/etc/slurm/cgroup.conf")))
+    cgroup = dict(_settings(lab.roles["controller"].text("/etc/slurm/cgroup.conf")))
     assert cgroup["CgroupPlugin"] == "cgroup/v2" and cgroup["ConstrainRAMSpace"] == "yes"
 
 
@@ -112,7 +124,8 @@ def test_slurms_own_parser_expands_the_hostlists_of_a_256_node_slurm_conf(lab: L
                      *({"name": n, "role": "compute", "ip": a, "model": "pi5-8gb"}
                        for n, a in zip(names, addrs, strict=True))]
     cluster = load_cluster(write_cluster(tmp_path / "big.yaml", data), profiles_dir=repo_root() / "profiles")
-    plan = render_plan(cluster, role="compute", secrets=False, profiles_dir=repo_root() / "profiles",
+    # Configless: the controller's slurm.conf, which every slurmd fetches (and parses with this scontrol).
+    plan = render_plan(cluster, role="controller", secrets=False, profiles_dir=repo_root() / "profiles",
                        overlays_dir=repo_root() / "overlays")
     conf = next(f.data for f in plan.files if f.path == "/etc/slurm/slurm.conf")
     lines = [line.split() for line in conf.decode().splitlines() if line.startswith(("NodeName=", "PartitionName="))]

@@ -107,12 +107,61 @@ def check_slurm(cluster: Cluster, inv: Inventory) -> tuple[list[str], str]:
     return [], srun.stdout
 
 
+def check_configless(cluster: Cluster, inv: Inventory) -> list[str]:
+    """Configless Slurm: only the controller carries slurm.conf; every slurmd fetched the controller's
+    files into /run/slurm/conf, and the client commands on its node read them from there."""
+    head = cluster.node(inv.controller)
+    problems = []
+    for node in cluster.nodes:
+        if node is head:
+            continue
+        for name in ("slurm.conf", "cgroup.conf"):
+            if node.file(f"/etc/slurm/{name}").exists():
+                problems.append(f"configless: {node.name} carries /etc/slurm/{name}; only the controller should")
+        if "slurmd.service" not in node.started:
+            continue
+        for name in ("slurm.conf", "cgroup.conf"):
+            fetched = node.run(["cat", f"/run/slurm/conf/{name}"], check=False)
+            if fetched.returncode != 0:
+                problems.append(f"configless: {node.name}'s slurmd did not fetch {name} into /run/slurm/conf "
+                                f"({fetched.stderr.strip()})")
+            elif fetched.stdout != head.file(f"/etc/slurm/{name}").read_text():
+                problems.append(f"configless: {node.name}'s /run/slurm/conf/{name} is not the controller's {name}")
+        # With no /etc/slurm/slurm.conf, the client commands read slurmd's /run/slurm/conf/slurm.conf
+        # (`scontrol show config` still prints the compiled-in SLURM_CONF path, so that line proves nothing).
+        shown = node.run(["scontrol", "show", "config"], check=False)
+        cluster_name = re.search(r"(?m)^ClusterName\s*=\s*(\S+)", shown.stdout)
+        want = re.search(r"(?m)^ClusterName=(\S+)", head.file("/etc/slurm/slurm.conf").read_text())
+        if shown.returncode != 0 or not cluster_name or not want or cluster_name.group(1) != want.group(1):
+            problems.append(f"configless: scontrol on {node.name} does not read the fetched slurm.conf: "
+                            f"{(shown.stderr or shown.stdout).strip()[-300:]}")
+    return problems
+
+
+def _conf_server_problem(node: Node, inv: Inventory) -> str | None:
+    """A configless node: whether the controller its slurmd asks for the configuration is the real one."""
+    defaults = node.file("/etc/default/slurmd")
+    match = re.search(r"--conf-server[= ]([^:\s\"]+)", defaults.read_text()) if defaults.exists() else None
+    if match is None:
+        return f"slurm: {node.name} has neither /etc/slurm/slurm.conf nor a --conf-server in /etc/default/slurmd"
+    host, head = match.group(1), inv.controller
+    if host not in (head, inv.addresses[head]):
+        return (f"slurm: {node.name}'s slurmd fetches its configuration from {host}, but the controller is "
+                f"{head}({inv.addresses[head]})")
+    return None
+
+
 def _slurm_diagnosis(cluster: Cluster, inv: Inventory) -> list[str]:
-    """Why nodes did not come up: compare each node's slurm.conf with where the controller really is."""
+    """Why nodes did not come up: compare each node's slurm.conf (or, configless, the server its slurmd
+    asks for one) with where the controller really is."""
     problems = []
     for node in cluster.nodes:
         conf = node.file("/etc/slurm/slurm.conf")
         if not conf.exists():
+            if "slurmd.service" in node.started:
+                problem = _conf_server_problem(node, inv)
+                problems += [problem] if problem else []
+                _slurmd_log(node, problems)
             continue
         match = re.search(r"(?m)^SlurmctldHost=([^(\s]+)(?:\(([^)]+)\))?", conf.read_text())
         if not match:
@@ -122,10 +171,14 @@ def _slurm_diagnosis(cluster: Cluster, inv: Inventory) -> list[str]:
         if host != inv.controller or (addr and addr != inv.addresses[inv.controller]):
             problems.append(f"slurm: {node.name}'s slurm.conf names the controller {host}({addr}), but the "
                             f"controller is {inv.controller}({inv.addresses[inv.controller]})")
-        log = node.logs / "slurmd.service.log"
-        if log.exists() and log.read_text().strip():
-            problems.append(f"slurm: {node.name} slurmd says: {log.read_text().strip().splitlines()[-1]}")
+        _slurmd_log(node, problems)
     return problems
+
+
+def _slurmd_log(node: Node, problems: list[str]) -> None:
+    log = node.logs / "slurmd.service.log"
+    if log.exists() and log.read_text().strip():
+        problems.append(f"slurm: {node.name} slurmd says: {log.read_text().strip().splitlines()[-1]}")
 
 
 def check_time(cluster: Cluster, inv: Inventory) -> list[str]:

@@ -2,10 +2,10 @@
 slurmctld start in that order on the controller, the cluster is registered, and a job run
 through Slurm is listed by `sacct` on a compute node.
 
-The lab of test_cluster.py with accounting switched on (every node's slurm.conf differs, so its
-own images), booting only what accounting needs: the controller and one compute node. MariaDB
-runs under qemu-user here with the image's own configuration; departures from a real boot are
-those of overrides.py.
+The lab of test_cluster.py with accounting switched on (the controller's slurm.conf, which every
+slurmd fetches, differs, so its own images), booting only what accounting needs: the controller
+and one compute node. MariaDB runs under qemu-user here with the image's own configuration;
+departures from a real boot are those of overrides.py.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Builds the controller, time server and compute images of a 4-node lab with the real pipeline
 from the served stand-in, boots them as namespaced nodes (the one compute image serves both
 compute nodes, each naming itself through node.txt), starts what their units would start, and
-checks munge, Slurm, time, names and addresses. Breaking one baked item must fail with a
-message naming it. The only departures from a real boot are listed in overrides.py.
+checks munge, Slurm (configless: only the controller has slurm.conf), time, names and addresses.
+Breaking one baked item must fail with a message naming it. The only departures from a real boot
+are listed in overrides.py.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def boot_and_check(lab: Lab, scratch: Path, replace: dict[str, Path] | None = No
         problems += checks.check_munge(cluster, inv)
         slurm_problems, srun = checks.check_slurm(cluster, inv)
         problems += slurm_problems + checks.check_time(cluster, inv)
+        if not slurm_problems:
+            problems += checks.check_configless(cluster, inv)
         mpi = ""
         if not slurm_problems:
             mpi_problems, mpi = checks.check_mpi(cluster, inv, user="hpc")
@@ -79,9 +82,9 @@ def broken_munge_key(lab: Lab, folder: Path) -> dict[str, Path]:
 
 
 def broken_controller_address(lab: Lab, folder: Path) -> dict[str, Path]:
+    """node02's slurmd asks an address where no controller runs for its configuration (configless)."""
     image = _copy(lab.images["compute"], folder / "compute-wrong-controller.img")
-    _edit(image, "/etc/slurm/slurm.conf", lambda t: t.replace("SlurmctldHost=head(10.77.0.10)",
-                                                              "SlurmctldHost=head(10.77.0.99)"))
+    _edit(image, "/etc/default/slurmd", lambda t: t.replace("--conf-server head:6817", "--conf-server 10.77.0.99:6817"))
     return {"node02": image}
 
 
@@ -97,7 +100,7 @@ def broken_hosts_entry(lab: Lab, folder: Path) -> dict[str, Path]:
     ("breakage", "expected"),
     [
         (broken_munge_key, "does not decode on node02"),
-        (broken_controller_address, "node02's slurm.conf names the controller head(10.77.0.99)"),
+        (broken_controller_address, "node02's slurmd fetches its configuration from 10.77.0.99, but the controller"),
         (broken_hosts_entry, "node02: /etc/hosts has no entry for gps"),
     ],
     ids=["munge-key", "controller-address", "hosts-entry"],

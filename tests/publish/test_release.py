@@ -193,7 +193,9 @@ def test_manifests_describe_the_images(release: Release, served_base: dict[str, 
             for entry in manifest["files"]:
                 if not entry.get("directory"):
                     assert _sha256(root / entry["path"].lstrip("/")) == entry["sha256"], entry["path"]
-        assert any(f["path"] == "/etc/slurm/slurm.conf" for f in manifest["files"])
+        # Configless: the controller carries slurm.conf, every slurmd names the server it fetches it from.
+        slurm = "/etc/slurm/slurm.conf" if role == "controller" else "/etc/default/slurmd"
+        assert any(f["path"] == slurm for f in manifest["files"]), role
 
 
 def test_flashed_to_a_loop_device_reads_back_identical(release: Release, tmp_path: Path) -> None:

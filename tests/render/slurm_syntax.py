@@ -23,6 +23,7 @@ GLOBAL_KEYS: dict[str, re.Pattern[str]] = {
     "SelectType": PLUGIN, "JobAcctGatherType": PLUGIN, "MpiDefault": re.compile(r"^(none|pmix|pmi2)$"),
     "TaskPlugin": re.compile(r"^[a-z_]+/[a-z_]+(,[a-z_]+/[a-z_]+)*$"),
     "SelectTypeParameters": re.compile(r"^CR_(Core|CPU|Socket)(_Memory)?$"),
+    "SlurmctldParameters": re.compile(r"^[a-z_]+(=[a-z0-9_]+)?(,[a-z_]+(=[a-z0-9_]+)?)*$"),
     "SlurmUser": NAME, "SlurmctldPort": INT, "SlurmdPort": INT,
     "StateSaveLocation": PATH, "SlurmdSpoolDir": PATH, "SlurmctldPidFile": PATH, "SlurmdPidFile": PATH,
     "SlurmctldLogFile": PATH, "SlurmdLogFile": PATH,

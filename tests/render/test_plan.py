@@ -46,12 +46,35 @@ def test_every_role_renders_a_sound_plan(request: pytest.FixtureRequest, which: 
     assert "clusterbake.txt" in dict(p.boot_files)
 
 
-def test_slurm_conf_is_the_same_in_every_image_of_a_cluster(small: Cluster, reference: Cluster) -> None:
+SLURM_FILES = {"/etc/slurm/slurm.conf", "/etc/slurm/cgroup.conf"}
+CARRY_SLURM_CONF = {"controller", "login"}   # slurmctld's node, and client commands without a slurmd
+
+
+def test_configless_only_the_controller_and_login_nodes_carry_slurm_conf(small: Cluster, reference: Cluster) -> None:
+    """Adding a node changes the controller's files only: every slurmd fetches them (configless)."""
     for cluster in (small, reference):
-        confs = {text(plan(cluster, role=r), "/etc/slurm/slurm.conf") for r in ROLES}
-        confs |= {text(plan(cluster, node=n.name), "/etc/slurm/slurm.conf") for n in cluster.nodes}
-        confs |= {text(plan(cluster, role="compute", secrets=False), "/etc/slurm/slurm.conf")}
+        plans = [plan(cluster, role=r) for r in ROLES] + [plan(cluster, node=n.name) for n in cluster.nodes]
+        plans.append(plan(cluster, role="compute", secrets=False))
+        confs = set()
+        for p in plans:
+            carries = paths(p) >= SLURM_FILES
+            assert carries == (p.role in CARRY_SLURM_CONF), (p.role, p.node)
+            assert not carries or "SlurmctldParameters=enable_configless\n" in text(p, "/etc/slurm/slurm.conf")
+            confs |= {text(p, "/etc/slurm/slurm.conf")} if carries else set()
+            assert carries or not SLURM_FILES & paths(p), (p.role, p.node)
         assert len(confs) == 1
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_slurmd_asks_the_controller_for_its_configuration(small: Cluster, role: str) -> None:
+    p = plan(small, role=role)
+    if "slurmd.service" not in p.enable:
+        assert "/etc/default/slurmd" not in paths(p)
+        return
+    defaults = file(p, "/etc/default/slurmd")
+    assert (defaults.mode, defaults.owner) == (0o644, "root")
+    options = [line for line in defaults.data.decode().splitlines() if line.startswith("SLURMD_OPTIONS=")]
+    assert options == ['SLURMD_OPTIONS="--conf-server boss:6817"']
 
 
 def test_slurm_conf_of_the_small_lab(small: Cluster) -> None:
@@ -79,19 +102,20 @@ def test_slurm_conf_of_the_small_lab(small: Cluster) -> None:
 
 
 def test_slurm_conf_of_the_reference_lab(reference: Cluster) -> None:
-    conf = slurm_syntax.parse(text(plan(reference, role="compute"), "/etc/slurm/slurm.conf"))
+    conf = slurm_syntax.parse(text(plan(reference, role="controller"), "/etc/slurm/slurm.conf"))
     assert conf.settings["SlurmctldHost"] == "head(10.0.0.10)"
+    assert conf.settings["SlurmctldParameters"] == "enable_configless"
     assert list(conf.nodes) == ["gps"] + [f"node0{i}" for i in range(1, 7)]
     assert conf.nodes["node06"]["NodeAddr"] == "10.0.0.106"
     assert conf.partitions["main"]["Nodes"] == "gps,node[01-06]"
     # The six Pi 5 compute nodes share one definition; the Pi 4 time server has its own.
-    node_lines = [ln for ln in text(plan(reference, role="compute"), "/etc/slurm/slurm.conf").splitlines()
+    node_lines = [ln for ln in text(plan(reference, role="controller"), "/etc/slurm/slurm.conf").splitlines()
                   if ln.startswith("NodeName=")]
     assert node_lines[1:] == ["NodeName=node[01-06] NodeAddr=10.0.0.[101-106] CPUs=4 RealMemory=7800 State=UNKNOWN"]
 
 
 def test_cgroup_conf_for_cgroup_v2(small: Cluster) -> None:
-    cgroup = text(plan(small, role="compute"), "/etc/slurm/cgroup.conf")
+    cgroup = text(plan(small, role="controller"), "/etc/slurm/cgroup.conf")
     assert "CgroupPlugin=cgroup/v2\n" in cgroup
     assert "ConstrainCores=yes\n" in cgroup and "ConstrainRAMSpace=yes\n" in cgroup
     assert plan(small, role="compute").cmdline_args == ("cgroup_enable=memory",)
@@ -294,7 +318,9 @@ def test_a_new_role_and_overlay_need_no_python_change(tmp_path: Path, small: Clu
     assert p.role == "gpu" and "nvtop" in p.packages and "slurmd.service" in p.enable
     assert text(p, "/etc/gpu.conf") == "node=c2 mem=256\n"
     assert "gpu_mem=256" in p.config_txt_lines
-    assert "c2" in slurm_syntax.parse(text(p, "/etc/slurm/slurm.conf")).nodes     # a gpu node runs slurmd
+    controller = render_plan(cluster, role="controller", profiles_dir=profiles, overlays_dir=overlays, secrets=False)
+    assert "c2" in slurm_syntax.parse(text(controller, "/etc/slurm/slurm.conf")).nodes     # a gpu node runs slurmd
+    assert "/etc/default/slurmd" in paths(p)                                    # and fetches slurm.conf
 
 
 POWER_UNIT = "/etc/systemd/system/clusterbake-slurm-power.service"

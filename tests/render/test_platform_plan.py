@@ -31,11 +31,15 @@ def boss(mixed: Cluster) -> RenderPlan:
     return plan(mixed, node="boss")
 
 
-def test_cluster_wide_files_are_the_pis_own(mixed: Cluster, boss: RenderPlan) -> None:
+def test_cluster_wide_files_are_the_pis_own(mixed: Cluster, boss: RenderPlan, small: Cluster) -> None:
     pi = plan(mixed, node="c1")
-    for path in ("/etc/slurm/slurm.conf", "/etc/slurm/cgroup.conf", "/etc/munge/munge.key",
-                 "/home/alice/.ssh/authorized_keys", "/home/bob/.ssh/authorized_keys"):
+    for path in ("/etc/munge/munge.key", "/home/alice/.ssh/authorized_keys", "/home/bob/.ssh/authorized_keys"):
         assert file(boss, path).data == file(pi, path).data, path
+    # Configless: the container's slurm.conf is the one a Pi controller of the same lab carries; c1 fetches it.
+    pi_controller = plan(small, role="controller")
+    for path in ("/etc/slurm/slurm.conf", "/etc/slurm/cgroup.conf"):
+        assert file(boss, path).data == file(pi_controller, path).data, path
+    assert "/etc/slurm/slurm.conf" not in paths(pi) and "/etc/default/slurmd" in paths(pi)
     # /etc/hosts: the same cluster lines; only Debian's own-name alias at the end names the node.
     hosts = [text(p, "/etc/hosts").split("# Debian's alias")[0] for p in (boss, pi)]
     assert hosts[0] == hosts[1] and "192.168.7.2\tboss.lab.example boss\n" in hosts[0]

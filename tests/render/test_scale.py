@@ -42,7 +42,7 @@ def big_lab(folder: Path) -> Cluster:
 
 def test_slurm_conf_of_256_nodes_is_short_and_names_every_node(tmp_path: Path) -> None:
     cluster = big_lab(tmp_path)
-    conf_text = text(plan(cluster, role="compute"), "/etc/slurm/slurm.conf")
+    conf_text = text(plan(cluster, role="controller"), "/etc/slurm/slurm.conf")
     node_lines = [ln for ln in conf_text.splitlines() if ln.startswith("NodeName=")]
     # gps, then node001-200 on 10.1.1.x and node201-256 on 10.1.2.x: the address range breaks there.
     assert node_lines == [
