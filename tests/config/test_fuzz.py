@@ -86,18 +86,7 @@ def mutated_cluster(draw: st.DrawFn) -> str | bytes:
 
 def _check(cluster: str | bytes) -> tuple[int, str, str]:
     with tempfile.TemporaryDirectory() as tmp:
-        box = Sandbox(Path(tmp) / "box", cluster_text=cluster)
-        argv = ["check", "--cluster", box.write(), "--cache", str(box.root / "cache")]
-        saved = dict(os.environ)
-        err, out = io.StringIO(), io.StringIO()
-        try:
-            os.environ.update(box.environment())
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-                code = main(argv)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        return code, out.getvalue(), err.getvalue()
+        return _run(Sandbox(Path(tmp) / "box", cluster_text=cluster), clear=False)
 
 
 @FUZZ
@@ -140,12 +129,14 @@ def _outcome_is_one_line(code: int, out: str, err: str, failing: int) -> None:
     assert len(errors[0]) < 600, errors[0]
 
 
-def _run(box: Sandbox) -> tuple[int, str, str]:
+def _run(box: Sandbox, *, clear: bool = True) -> tuple[int, str, str]:
+    """`check` in this process with the box's environment (alone, or over this process's with clear=False)."""
     argv = ["check", "--cluster", box.write(), "--cache", str(box.root / "cache")]
     saved = dict(os.environ)
     err, out = io.StringIO(), io.StringIO()
     try:
-        os.environ.clear()
+        if clear:
+            os.environ.clear()
         os.environ.update(box.environment())
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             code = main(argv)
