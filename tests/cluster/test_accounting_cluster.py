@@ -48,10 +48,12 @@ def test_a_job_is_recorded_and_sacct_lists_it(acctlab: Lab, tmp_path: Path) -> N
         head, compute = cluster.node(inv.controller), cluster.node("node01")
         assert [u for u in head.started if u in ACCOUNTING_UNITS] == list(ACCOUNTING_UNITS), head.started
         assert {"mariadbd", "slurmdbd", "slurmctld"} <= set(checks.running(head)), checks.running(head)
-        clusters = compute.run(["sacctmgr", "--noheader", "--parsable2", "show", "cluster", "format=cluster"])
-        assert clusters.stdout.split() == [acctlab.cluster.name], clusters.stdout
+        # Configless: node01's client commands read the slurm.conf its slurmd fetched, so only once
+        # slurmd has registered (node01 idle) does sacctmgr there know where slurmdbd is.
         assert checks.wait_for(lambda: checks.node_states(head).get("node01") == "idle", checks.SLURM_WAIT), \
             f"node01 is {checks.node_states(head).get('node01', 'missing from sinfo')}, not idle"
+        clusters = compute.run(["sacctmgr", "--noheader", "--parsable2", "show", "cluster", "format=cluster"])
+        assert clusters.stdout.split() == [acctlab.cluster.name], clusters.stdout
         job = head.run(["sbatch", "--parsable", "-w", "node01", "-J", "acct-probe", "--wrap", "hostname"])
         job_id = job.stdout.strip().split(";")[0]
         listed = ""
