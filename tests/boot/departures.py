@@ -37,6 +37,8 @@ boot partition, and the NIC's MAC address taken from the inventory's `mac`.
 
 from __future__ import annotations
 
+from tests.built_images.image_reader import config_sections
+
 MODULES = (
     "virtio_blk", "virtio_net", "virtio_rng",
     "ext4", "crc32c_generic", "vfat", "nls_cp437", "nls_ascii", "nls_utf8",
@@ -62,12 +64,8 @@ OVERLAY_DEFAULT_DEBOUNCE_MS = 100   # gpio-shutdown without `debounce=` (its REA
 
 def button_hold_ms(config_txt: str) -> int | None:
     """The `debounce` of the image's gpio-shutdown line for all boards (item 6); None: no button."""
-    section = "all"
-    for raw in config_txt.splitlines():
-        line = raw.strip()
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1].lower()
-        elif section == "all" and line.startswith("dtoverlay=gpio-shutdown"):
+    for section, line in config_sections(config_txt):
+        if section == "[all]" and line.startswith("dtoverlay=gpio-shutdown"):
             params = dict(p.split("=", 1) for p in line.split(",")[1:] if "=" in p)
             return int(params.get("debounce", OVERLAY_DEFAULT_DEBOUNCE_MS))
     return None
