@@ -26,6 +26,7 @@ from builder.config.input_files import read_yaml_file
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
+from builder.config.roles import role_problem
 from builder.config.secretsdir import secrets_dir_problem
 from builder.config.sources import absolute, is_symlink_loop, local_path, resolve
 from builder.config.sshkeys import ssh_key_problem
@@ -330,10 +331,9 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
         if node.ip == net.gateway and not is_door(cluster, node.name):
             top.fail(f"{node.ip} is the gateway's address", path=f"{where}.ip",
                      hint="choose another address; network.gateway is the router")
-        if profiles_dir is not None and not os.path.lexists(profiles_dir / f"{node.role}.yaml"):
-            known = sorted(p.stem for p in profiles_dir.glob("*.yaml") if p.stem != "common")
-            top.fail(f"role {node.role!r} has no profile {profiles_dir.name}/{node.role}.yaml",
-                     path=f"{where}.role", hint="use one of " + ", ".join(known) + " or add that profile")
+        no_role = role_problem(profiles_dir, node.role) if profiles_dir is not None else None
+        if no_role is not None:
+            top.fail(no_role[0], path=f"{where}.role", hint=no_role[1])
         seen_names[node.name] = i
         seen_ips[node.ip] = i
     for key, ref in (("time.server", cluster.time_server), ("slurm.controller", cluster.slurm_controller)):

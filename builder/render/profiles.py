@@ -22,17 +22,14 @@ from jinja2.exceptions import SecurityError
 from builder.config.grammar import control_problem, shown
 from builder.config.input_files import inside, read_yaml_file
 from builder.config.reader import Reader
+from builder.config.roles import COMMON, ROLE_RE, available_roles, role_problem
 from builder.errors import InputError
 from builder.render.error_labels import labelled
 from builder.render.gpio import GpioClaim, check_gpio, claims_of_line
 from builder.render.sandbox import problem as template_problem
 from builder.render.sandbox import render, sandbox
 
-COMMON = "common"
-# Add-on profiles: merged into a role by a cluster-file switch (after the role's own), never roles themselves.
-ADDONS = ("accounting", "access", "wireguard")
 BOARDS = ("pi4", "pi5")    # config.txt's model filters for the boards of BOARD_MODELS
-ROLE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 UNIT_RE = re.compile(r"[A-Za-z0-9:_.@\\-]{1,255}")
 SETTING_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
@@ -111,17 +108,12 @@ class _Raw:
     grow_mib: int
 
 
-def available_roles(profiles_dir: Path) -> list[str]:
-    return sorted(p.stem for p in Path(profiles_dir).glob("*.yaml") if p.stem not in (COMMON, *ADDONS))
-
-
 def load_profile(profiles_dir: Path, role: str, addons: tuple[str, ...] = ()) -> Profile:
     """Read `role` and everything it includes (and `common`), then `addons`, check it, and merge it."""
     profiles_dir = Path(profiles_dir)
-    if (not ROLE_RE.fullmatch(role) or role in (COMMON, *ADDONS)
-            or not _exists(profiles_dir / f"{role}.yaml")):
-        raise InputError(f"role {shown(role)} has no profile {profiles_dir.name}/{role}.yaml",
-                         hint="use one of " + ", ".join(available_roles(profiles_dir)) + " or add that profile")
+    no_role = role_problem(profiles_dir, role)
+    if no_role is not None:
+        raise InputError(no_role[0], hint=no_role[1])
     order: list[_Raw] = []
     seen: set[str] = set()
     if _exists(profiles_dir / f"{COMMON}.yaml"):
