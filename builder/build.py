@@ -1,4 +1,4 @@
-"""build_image(): the pipeline as a flat list of steps, each cached by the hash of its inputs.
+"""build_job(): the pipeline as a flat list of steps, each cached by the hash of its inputs.
 
 verified base (acquire) → role base: at most three layers of packages (common, the role's
 family, the role), shared between roles (builder.layers) → final image with the rendered
@@ -9,9 +9,10 @@ Changing a template only redoes the last; adding a package to a role only its la
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar, overload
 
 from builder.acquire import fetch_base
 from builder.config.model import Cluster
@@ -24,39 +25,27 @@ from builder.paths import data_dir
 from builder.progress import step
 from builder.provision.rendered_files import apply_boot_edits
 from builder.provision.root import provision_root
-from builder.render import RenderPlan, render_plan
+from builder.render import Profile, RenderPlan
+from builder.render.plan import Target, plan_targets
 from builder.render.platform import platform_of
 
 log = logging.getLogger("clusterbake")
-
-@dataclass(frozen=True)
-class BuildRequest:
-    """What was asked for: one target (a role or a node) of a cluster, and where to build it."""
-
-    cluster: Cluster
-    role: str | None = None
-    node: str | None = None
-    secrets: bool = True            # the secrets policy: False for release images (no munge key, no hashes)
-    out_dir: Path = Path("out")
-    cache: Path = Path()
-    offline: bool = False
-
-    @property
-    def target(self) -> str:
-        return self.node or self.role or "?"
-
+T = TypeVar("T")
 
 @dataclass(frozen=True)
 class BuildJob:
-    """A build, validated and planned once, up front: the loaded cluster and one render plan per
-    target (its files, packages, users and secrets policy). Everything below reads it, nothing
-    below validates or plans again."""
+    """A build, validated and planned once, up front: the loaded cluster, every role's profile
+    (read-only), one render plan per target (its files, packages, users and secrets policy) and
+    the environment's layer settings. Everything below reads it, nothing below validates or plans again."""
 
     cluster: Cluster
+    profiles: Mapping[str, Profile]  # every role of the cluster (and of the targets), add-ons merged
     plans: tuple[RenderPlan, ...]   # one per target, in the order asked for
     out_dir: Path
     cache: Path
     offline: bool
+    layer_jobs: int                 # layers built at once ($CLUSTERBAKE_JOBS, else the cores)
+    layer_budget: int               # bytes on disk the cached layers may take ($CLUSTERBAKE_LAYER_CACHE_GIB)
 
 
 def profiles_dir() -> Path:
@@ -69,51 +58,44 @@ def overlays_dir() -> Path:
     return data_dir("overlays")
 
 
-def plan_build(req: BuildRequest) -> RenderPlan:
-    """Everything that can be checked without touching an image: fails in seconds on bad input."""
-    return render_plan(req.cluster, role=req.role, node=req.node, secrets=req.secrets,
-                       profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
-
-
-def plan_job(cluster: Cluster, targets: Sequence[tuple[str | None, str | None]], *, secrets: bool = True,
+def plan_job(cluster: Cluster, targets: Sequence[Target], *, secrets: bool = True,
              out_dir: Path = Path("out"), cache: Path = Path(), offline: bool = False) -> BuildJob:
     """The job of some (role, node) targets of one cluster: every target is planned (and so
     checked) before anything is downloaded, mounted or built."""
-    plans = tuple(plan_build(BuildRequest(cluster=cluster, role=role, node=node, secrets=secrets))
-                  for role, node in targets)
-    jobs(), budget_bytes()   # the environment's settings, checked before anything is built too
-    return BuildJob(cluster, plans, out_dir, cache, offline)
+    profiles, plans = plan_targets(cluster, targets, secrets=secrets, profiles_dir=profiles_dir(),
+                                   overlays_dir=overlays_dir())
+    return BuildJob(cluster, profiles, plans, out_dir, cache, offline, layer_jobs=jobs(), layer_budget=budget_bytes())
 
 
-def _job_of(requests: Sequence[BuildRequest]) -> BuildJob:
-    first = requests[0]
-    where = (first.cluster, first.secrets, first.out_dir, first.cache, first.offline)
-    assert all((r.cluster, r.secrets, r.out_dir, r.cache, r.offline) == where for r in requests), "one job"
-    return plan_job(first.cluster, [(r.role, r.node) for r in requests], secrets=first.secrets,
-                    out_dir=first.out_dir, cache=first.cache, offline=first.offline)
+@dataclass(frozen=True)
+class BuiltImage(Generic[T]):
+    path: Path          # the finished image (or container template) in job.out_dir
+    base: Path          # the verified raw base image it grew from (a container template: Path())
+    plan: RenderPlan
+    finished: T         # what the finishing step returned (None without one)
 
 
-def build_image(req: BuildRequest) -> Path:
-    """Build one image (a role's or a node's; a container's template) and return its path in req.out_dir."""
-    [image] = build_job(_job_of([req]))
-    return image
+# A job's finishing step: runs inside each board image's open image after the customisation and
+# before the integrity checks (a release's own steps), given the plan and the verified base image.
+FinishingStep = Callable[[OpenImage, RenderPlan, Path], T]
 
 
-def build_images(requests: Sequence[BuildRequest]) -> list[Path]:
-    """Several images of one cluster, in the order asked for (see build_job)."""
-    return build_job(_job_of(requests))
-
-
-def build_job(job: BuildJob) -> list[Path]:
-    """The job's images: first every layer their role bases miss (each once, those that do not
-    depend on each other side by side), then each image on its role base."""
+@overload
+def build_job(job: BuildJob) -> list[BuiltImage[None]]: ...
+@overload
+def build_job(job: BuildJob, finish: FinishingStep[T]) -> list[BuiltImage[T]]: ...
+def build_job(job: BuildJob, finish: FinishingStep[Any] | None = None) -> list[BuiltImage[Any]]:
+    """The one build loop: the job's images, in the order of its plans. First every layer their role
+    bases miss (each once, those that do not depend on each other side by side), then each image on
+    its role base, with `finish` inside it; a container node's template through its own builder."""
     boards = [plan for plan in job.plans if not _in_container(plan)]
+    assert finish is None or len(boards) == len(job.plans), "finishing steps are for board images"
     base = verified_base(job) if boards else Path()
     if len(boards) > 1:
         with step("Role bases of " + ", ".join(plan.target for plan in boards)):
-            build_layers(base, boards, job.cache)
-    return [build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache) if _in_container(plan)
-            else build_from_plan(job, plan, base).path for plan in job.plans]
+            build_layers(base, boards, job.cache, limit=job.layer_jobs)
+    return [BuiltImage(build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache), Path(), plan, None)
+            if _in_container(plan) else build_from_plan(job, plan, base, finish) for plan in job.plans]
 
 
 def verified_base(job: BuildJob) -> Path:
@@ -127,33 +109,24 @@ def _in_container(plan: RenderPlan) -> bool:
     return plan.node is not None and not platform_of(plan.node).boot_partition
 
 
-@dataclass(frozen=True)
-class BuiltImage:
-    path: Path          # the finished image in job.out_dir
-    base: Path          # the verified raw base image it grew from
-    plan: RenderPlan
-
-
-FinishingStep = Callable[[OpenImage, Path], None]   # (the open image, the verified base image)
-
-
-def build_from_plan(job: BuildJob, plan: RenderPlan, base: Path, finish: FinishingStep | None = None) -> BuiltImage:
-    """Build one board image of the job from its plan on the job's verified base image. `finish`
-    runs inside the same open image after the customisation and before the integrity checks
-    (a release's own steps)."""
+def build_from_plan(job: BuildJob, plan: RenderPlan, base: Path,
+                    finish: FinishingStep[T] | None = None) -> BuiltImage[T | None]:
+    """Build one board image of the job from its plan on the job's verified base image; `finish`
+    runs inside the same open image after the customisation and before the integrity checks."""
     final = job.out_dir / f"{job.cluster.name}-{plan.target}.img"
     with step(f"Role base for '{plan.role}'"):
-        role_base = ensure_role_base(base, plan, job.cache)
+        role_base = ensure_role_base(base, plan, job.cache, budget=job.layer_budget)
     job.out_dir.mkdir(parents=True, exist_ok=True)
+    finished = None
     with step(f"Image {final.name}"), atomic_output(final) as tmp:
         copy_sparse(role_base, tmp)
         with open_image(tmp) as img:
             customise(img, plan, job.cluster)
             if finish is not None:
-                finish(img, base)
+                finished = finish(img, plan, base)
             with step("Integrity checks"):
                 img.check()
-    return BuiltImage(final, base, plan)
+    return BuiltImage(final, base, plan, finished)
 
 
 def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster) -> None:

@@ -56,10 +56,10 @@ def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, st
         targets = image_targets(cluster)
     job = plan_job(cluster, targets, secrets=not args.no_secrets, out_dir=args.out, cache=args.cache,
                    offline=args.offline)
-    for plan, image in zip(job.plans, build_job(job), strict=True):
-        if plan.node is not None and plan.node.platform != RASPBERRY_PI:
-            print(pct_instructions(cluster, plan.node), flush=True)
-        print(image, flush=True)
+    for built in build_job(job):
+        if built.plan.node is not None and built.plan.node.platform != RASPBERRY_PI:
+            print(pct_instructions(cluster, built.plan.node), flush=True)
+        print(built.path, flush=True)
     return 0
 
 

@@ -41,7 +41,7 @@ from builder.command import run
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
 from builder.host.signals import interruptible
 from builder.image import grow_image, open_image
-from builder.layer_budget import budget_bytes, mark_used, prune
+from builder.layer_budget import mark_used, prune
 from builder.progress import step
 from builder.provision.packages import install_packages
 from builder.render import RenderPlan
@@ -106,8 +106,9 @@ def copy_sparse(src: Path, dst: Path) -> None:
     run(["cp", "--sparse=always", "--reflink=auto", src, dst], label="copy image")
 
 
-def ensure_role_base(base: Path, plan: RenderPlan, cache: Path) -> Path:
-    """The role base: the top of the role's layers, each built once and cached by its recipe.
+def ensure_role_base(base: Path, plan: RenderPlan, cache: Path, *, budget: int) -> Path:
+    """The role base: the top of the role's layers, each built once and cached by its recipe; then
+    the cached layers trimmed to `budget` bytes on disk (builder.layer_budget).
 
     Only what is missing is built, from the highest cached layer up; a cached top layer needs
     nothing below it (no lock, no lists, no network).
@@ -117,7 +118,7 @@ def ensure_role_base(base: Path, plan: RenderPlan, cache: Path) -> Path:
         image = ensure_layer(below, layer, cache)
     stack = [layer_path(cache, layer) for layer in role_layers(base, plan)]
     mark_used(stack)
-    prune(cache / FOLDER, budget_bytes())
+    prune(cache / FOLDER, budget)
     if image == base:
         log.info("  using the cached role base %s", stack[-1])
     return stack[-1]
@@ -174,15 +175,15 @@ def jobs() -> int:
     return explicit if explicit is not None else len(os.sched_getaffinity(0))
 
 
-def build_layers(base: Path, plans: Sequence[RenderPlan], cache: Path) -> None:
-    """Build every layer these plans miss; layers that do not depend on each other side by side.
+def build_layers(base: Path, plans: Sequence[RenderPlan], cache: Path, *, limit: int) -> None:
+    """Build every layer these plans miss; layers that do not depend on each other side by side,
+    at most `limit` at once (the job's `jobs()`).
 
     A layer waits for the one below it. Each runs in a process of its own (`spawn`), which
     unwinds its loop devices and mounts on SIGINT/SIGTERM like any build, and gets SIGTERM if
     this process dies. The first failure stops the others and is raised here.
     """
     todo = missing_layers(base, plans, cache)
-    limit = jobs()
     if limit < 2 or len(todo) < 2:
         for layer, below in todo:
             ensure_layer(below, layer, cache)
