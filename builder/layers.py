@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -38,7 +38,7 @@ from pathlib import Path
 from builder import progress
 from builder.cache import install, locked, recipe_key, staging_dir, write_atomically
 from builder.command import run
-from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
+from builder.errors import ClusterbakeError, CommandFailed, Interrupted, error_report, reported_error
 from builder.host.signals import interruptible
 from builder.image import grow_image, open_image
 from builder.layer_budget import mark_used, prune
@@ -195,7 +195,7 @@ def build_layers(base: Path, plans: Sequence[RenderPlan], cache: Path, *, limit:
         while pending or running:
             for key, (layer, below) in list(pending.items()):
                 if len(running) < limit and keys.get(below) not in pending and keys.get(below) not in running:
-                    running[key] = _Worker(below, layer, cache)
+                    running[key] = _Worker(below, layer, cache, build=ensure_layer)
                     del pending[key]
             if not running:
                 raise AssertionError("a layer waits for one that is neither pending nor running")
@@ -213,15 +213,16 @@ def wait_any(workers: Sequence[_Worker]) -> list[_Worker]:
 
 
 class _Worker:
-    """One layer built in a child process; `result()` re-raises its failure here."""
+    """One layer built in a child process by `build` (ensure_layer); `result()` re-raises its failure
+    here, of the same kind and with the same hint."""
 
-    def __init__(self, below: Path, layer: Layer, cache: Path) -> None:
+    def __init__(self, below: Path, layer: Layer, cache: Path, *, build: Callable[[Path, Layer, Path], Path]) -> None:
         self.layer = layer
         context = multiprocessing.get_context("spawn")
         self.results, sender = context.Pipe(duplex=False)
         verbosity = (not log.isEnabledFor(logging.INFO), log.isEnabledFor(logging.DEBUG))
         self.process: BaseProcess = context.Process(target=_build_in_child,
-                                                    args=(below, layer, cache, verbosity, sender),
+                                                    args=(build, below, layer, cache, verbosity, sender),
                                                     name=f"layer {layer.profile}")
         self.process.start()
         sender.close()
@@ -230,17 +231,15 @@ class _Worker:
         try:
             report: dict[str, object] = self.results.recv()
         except EOFError:
-            report = {"error": f"the process building layer '{self.layer.profile}' died "
-                               f"(exit {self.process.exitcode})", "exit_code": 1}
+            died = CommandFailed(f"the process building it died (exit {self.process.exitcode})")
+            report = {"error": error_report(died)}
         finally:
             self.results.close()
             self.process.join()
         if "error" in report:
-            code = int(str(report.get("exit_code", 1)))
-            if code >= 128:
-                raise Interrupted(str(report["error"]), code - 128)
-            failure = EnvironmentProblem if code == 2 else CommandFailed
-            raise failure(f"layer '{self.layer.profile}': {report['error']}")
+            error = report["error"]
+            assert isinstance(error, dict)
+            raise reported_error(error, f"layer '{self.layer.profile}'")
 
     def stop(self) -> None:
         """Ask the child to unwind (SIGTERM) and wait until it has."""
@@ -250,8 +249,8 @@ class _Worker:
         self.results.close()
 
 
-def _build_in_child(below: Path, layer: Layer, cache: Path, verbosity: tuple[bool, bool],
-                    results: Connection) -> None:
+def _build_in_child(build: Callable[[Path, Layer, Path], Path], below: Path, layer: Layer, cache: Path,
+                    verbosity: tuple[bool, bool], results: Connection) -> None:
     # Should the parent die (even by SIGKILL), the kernel sends us SIGTERM: we unwind, not linger.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     progress.configure(quiet=verbosity[0], debug=verbosity[1])
@@ -259,9 +258,9 @@ def _build_in_child(below: Path, layer: Layer, cache: Path, verbosity: tuple[boo
         with interruptible():
             if os.getppid() == 1:
                 raise Interrupted("the build that started this layer is gone", signal.SIGTERM)
-            ensure_layer(below, layer, cache)
+            build(below, layer, cache)
         results.send({"ok": True})
     except ClusterbakeError as exc:
-        results.send({"error": exc.one_line(), "exit_code": exc.exit_code})
+        results.send({"error": error_report(exc)})
     finally:
         results.close()
