@@ -60,6 +60,7 @@ class Profile:
     """One role, merged with `common` and its includes."""
 
     role: str
+    file: str                              # the role's own profile, named in its folder: what messages blame
     sources: tuple[str, ...]               # profile names in merge order, e.g. common, compute, timeserver
     description: str = ""
     packages: tuple[str, ...] = ()
@@ -77,10 +78,6 @@ class Profile:
     remove: tuple[str, ...] = ()
     grow_mib: int = 0
     package_steps: tuple[PackageStep, ...] = ()   # in merge order: the layers a role image is built from
-
-    @property
-    def file(self) -> str:
-        return f"profiles/{self.role}.yaml"
 
     def runs(self, unit: str) -> bool:
         """Whether the role's images enable `unit` (role-image extras included)."""
@@ -121,7 +118,7 @@ def load_profile(profiles_dir: Path, role: str, addons: tuple[str, ...] = ()) ->
     _collect(profiles_dir, role, (), order, seen)
     for addon in addons:
         _collect(profiles_dir, addon, (), order, seen)
-    return _merge(role, order)
+    return _merge(role, f"{profiles_dir.name}/{role}.yaml", order)
 
 
 def _collect(profiles_dir: Path, name: str, chain: tuple[str, ...], order: list[_Raw], seen: set[str]) -> None:
@@ -256,7 +253,7 @@ def unit_name(unit: str) -> str:
     return unit if "." in unit else f"{unit}.service"
 
 
-def _merge(role: str, order: list[_Raw]) -> Profile:
+def _merge(role: str, file: str, order: list[_Raw]) -> Profile:
     settings: dict[str, Any] = {}
     for raw in order:
         settings.update(raw.settings)
@@ -290,6 +287,7 @@ def _merge(role: str, order: list[_Raw]) -> Profile:
         check_gpio(role, [*claims, *board_claims[board]])
     return Profile(
         role=role,
+        file=file,
         sources=tuple(raw.name for raw in order),
         description=order[-1].description,
         packages=lists["packages"],
