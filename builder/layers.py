@@ -36,7 +36,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from builder import progress
-from builder.cache import install, locked, recipe_key, staging_dir, write_atomically
+from builder.cache import cache_entry, recipe_key, write_atomically
 from builder.command import run
 from builder.errors import ClusterbakeError, CommandFailed, Interrupted, error_report, reported_error
 from builder.host.signals import interruptible
@@ -141,11 +141,9 @@ def missing_layers(base: Path, plans: Sequence[RenderPlan], cache: Path) -> list
 def ensure_layer(below: Path, layer: Layer, cache: Path) -> Path:
     """`below` copied, grown by the layer's growth and with the layer's packages installed; cached."""
     path = layer_path(cache, layer)
-    with locked(path.with_name(f"{path.name}.lock")):
-        if path.exists():  # another builder made it while we waited
-            return path
-        with step(f"Layer '{layer.profile}': " + (" ".join(layer.new) or "no new packages")), \
-                staging_dir(path.parent) as work:
+
+    def make(work: Path) -> None:
+        with step(f"Layer '{layer.profile}': " + (" ".join(layer.new) or "no new packages")):
             started = time.monotonic()
             tmp = work / path.name
             copy_sparse(below, tmp)
@@ -158,7 +156,8 @@ def ensure_layer(below: Path, layer: Layer, cache: Path) -> Path:
             write_atomically(layer_record_path(path), json.dumps({
                 "profile": layer.profile, "new": list(layer.new), "grow_mib": layer.grow_mib,
                 "seconds": round(time.monotonic() - started, 1)}).encode())
-            install(tmp, path)
+
+    cache_entry(path, make)
     return path
 
 

@@ -17,7 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
-from builder.cache import install, locked, recipe_key, staging_dir
+from builder.cache import cache_entry, recipe_key
 from builder.command import run
 from builder.errors import CommandFailed, EnvironmentProblem
 from builder.image.tree import DirectoryRoot
@@ -51,18 +51,15 @@ def base_recipe() -> dict[str, object]:
 def container_base(cache: Path) -> Path:
     """The cached base tarball, built first if absent (root needed: debootstrap, owners)."""
     tarball = cache / FOLDER / f"base-{recipe_key(base_recipe())}.tar"
-    with locked(tarball.with_suffix(".lock")):
-        if tarball.exists():
-            log.info("  using the cached container base %s", tarball)
-            return tarball
+
+    def make(work: Path) -> None:
         if os.geteuid() != 0:
             raise EnvironmentProblem("building the container base needs root (debootstrap, file ownership)",
                                      hint="run as root, e.g. sudo make image NODE=…")
         if not KEYRING.is_file():
             raise EnvironmentProblem(f"{KEYRING} is missing: debootstrap could not check Debian's signatures",
                                      hint="apt-get install debian-archive-keyring")
-        with step(f"Container base {tarball.name} (debootstrap {SUITE} {ARCH}, native)"), \
-                staging_dir(tarball.parent) as work:
+        with step(f"Container base {tarball.name} (debootstrap {SUITE} {ARCH}, native)"):
             root = work / "root"
             _debootstrap(root, debs=cache / "apt-archives" / f"{ARCH}-{SUITE}", logs=tarball.parent)
             _write_sources(root)
@@ -71,9 +68,10 @@ def container_base(cache: Path) -> Path:
                 chroot.run(["apt-get", "update", "-q", "-o", "Acquire::Languages=none"])
                 chroot.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *CONTAINER_PACKAGES])
             _make_template_clean(root)
-            staged = work / tarball.name
-            pack_root(root, staged)
-            install(staged, tarball)
+            pack_root(root, work / tarball.name)
+
+    if not cache_entry(tarball, make, lock=tarball.with_suffix(".lock")):
+        log.info("  using the cached container base %s", tarball)
     return tarball
 
 
