@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from builder.acquire import fetch_base
 from builder.config.model import Cluster
-from builder.container import build_container
+from builder.container import build_container, pct_instructions
 from builder.image import OpenImage, atomic_output, open_image
 from builder.layer_budget import budget_bytes
 from builder.layers import build_layers, ensure_role_base, jobs
@@ -27,7 +27,7 @@ from builder.provision.rendered_files import apply_boot_edits
 from builder.provision.root import provision_root
 from builder.render import Profile, RenderPlan
 from builder.render.plan import Target, plan_targets
-from builder.render.platform import platform_of
+from builder.render.platform import LXC_TEMPLATE, SD_CARD_IMAGE
 
 log = logging.getLogger("clusterbake")
 T = TypeVar("T")
@@ -69,10 +69,11 @@ def plan_job(cluster: Cluster, targets: Sequence[Target], *, secrets: bool = Tru
 
 @dataclass(frozen=True)
 class BuiltImage(Generic[T]):
-    path: Path          # the finished image (or container template) in job.out_dir
-    base: Path          # the verified raw base image it grew from (a container template: Path())
+    path: Path          # the finished artefact in job.out_dir: an image, or a container template
+    base: Path          # the verified raw base image it grew from (Path() for what does not grow from it)
     plan: RenderPlan
     finished: T         # what the finishing step returned (None without one)
+    next_steps: str | None = None   # what to do with the artefact, when more than flashing it
 
 
 # A job's finishing step: runs inside each board image's open image after the customisation and
@@ -85,28 +86,24 @@ def build_job(job: BuildJob) -> list[BuiltImage[None]]: ...
 @overload
 def build_job(job: BuildJob, finish: FinishingStep[T]) -> list[BuiltImage[T]]: ...
 def build_job(job: BuildJob, finish: FinishingStep[Any] | None = None) -> list[BuiltImage[Any]]:
-    """The one build loop: the job's images, in the order of its plans. First every layer their role
-    bases miss (each once, those that do not depend on each other side by side), then each image on
-    its role base, with `finish` inside it; a container node's template through its own builder."""
-    boards = [plan for plan in job.plans if not _in_container(plan)]
-    assert finish is None or len(boards) == len(job.plans), "finishing steps are for board images"
-    base = verified_base(job) if boards else Path()
-    if len(boards) > 1:
-        with step("Role bases of " + ", ".join(plan.target for plan in boards)):
-            build_layers(base, boards, job.cache, limit=job.layer_jobs)
-    return [BuiltImage(build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache), Path(), plan, None)
-            if _in_container(plan) else build_from_plan(job, plan, base, finish) for plan in job.plans]
+    """The one build loop: the job's artefacts, in the order of its plans, each made by the builder
+    of its platform's artefact (BUILDERS). Images on the verified base first get every layer their
+    role bases miss (each once, those that do not depend on each other side by side), then each its
+    image on its role base, with `finish` inside it."""
+    builders = [BUILDERS[plan.platform.artefact] for plan in job.plans]
+    on_base = [plan for plan, builder in zip(job.plans, builders, strict=True) if builder.on_verified_base]
+    assert finish is None or len(on_base) == len(job.plans), "finishing steps are for images on the base"
+    base = verified_base(job) if on_base else Path()
+    if len(on_base) > 1:
+        with step("Role bases of " + ", ".join(plan.target for plan in on_base)):
+            build_layers(base, on_base, job.cache, limit=job.layer_jobs)
+    return [builder.build(job, plan, base, finish) for plan, builder in zip(job.plans, builders, strict=True)]
 
 
 def verified_base(job: BuildJob) -> Path:
     """The job's base image, found in the cache or downloaded, and verified: once per job."""
     with step("Verified base image"):
         return fetch_base(job.cluster.base_image, cache=job.cache, offline=job.offline)
-
-
-def _in_container(plan: RenderPlan) -> bool:
-    """Whether the plan is for a node that is no board: its artefact is a container template."""
-    return plan.node is not None and not platform_of(plan.node).boot_partition
 
 
 def build_from_plan(job: BuildJob, plan: RenderPlan, base: Path,
@@ -127,6 +124,26 @@ def build_from_plan(job: BuildJob, plan: RenderPlan, base: Path,
             with step("Integrity checks"):
                 img.check()
     return BuiltImage(final, base, plan, finished)
+
+
+def container_template(job: BuildJob, plan: RenderPlan, base: Path, finish: object = None) -> BuiltImage[None]:
+    """A node's container template (builder.container), and how to create the container from it."""
+    assert plan.node is not None and finish is None, "a container template is built per node, finished as it is"
+    path = build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache)
+    return BuiltImage(path, Path(), plan, None, next_steps=pct_instructions(job.cluster, plan.node))
+
+
+@dataclass(frozen=True)
+class Builder:
+    build: Callable[[BuildJob, RenderPlan, Path, Any], BuiltImage[Any]]   # (job, plan, verified base, finish)
+    on_verified_base: bool      # grows from the job's verified base image through cached role layers
+
+
+# Which builder makes each platform's artefact (builder.render.platform).
+BUILDERS: dict[str, Builder] = {
+    SD_CARD_IMAGE: Builder(build_from_plan, on_verified_base=True),
+    LXC_TEMPLATE: Builder(container_template, on_verified_base=False),
+}
 
 
 def customise(img: OpenImage, plan: RenderPlan, cluster: Cluster) -> None:

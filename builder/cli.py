@@ -47,8 +47,6 @@ def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, st
     """Build the (role, node) `targets`, or every artefact of the cluster (`image_targets`) when None."""
     from builder.build import build_job, plan_job, profiles_dir
     from builder.config import load_cluster
-    from builder.config.platforms import RASPBERRY_PI
-    from builder.container.pct import pct_instructions
     from builder.render.platform import image_targets
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
@@ -57,8 +55,8 @@ def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, st
     job = plan_job(cluster, targets, secrets=not args.no_secrets, out_dir=args.out, cache=args.cache,
                    offline=args.offline)
     for built in build_job(job):
-        if built.plan.node is not None and built.plan.node.platform != RASPBERRY_PI:
-            print(pct_instructions(cluster, built.plan.node), flush=True)
+        if built.next_steps is not None:
+            print(built.next_steps, flush=True)
         print(built.path, flush=True)
     return 0
 

@@ -40,7 +40,7 @@ from builder.publish.secret_scan import find_secrets
 from builder.publish.signing import Signer, release_signer, sign_detached_armoured
 from builder.publish.sums import SUMS, write_sums
 from builder.render import RenderPlan
-from builder.render.platform import image_targets
+from builder.render.platform import role_targets
 
 log = logging.getLogger("clusterbake")
 
@@ -71,8 +71,8 @@ def make_release(req: ReleaseRequest) -> Path:
     signer = release_signer(req.key)
     for tool in ("xz", "bmaptool", *(("zstd",) if req.zstd else ())):
         require_tool(tool)
-    roles = [(role, node) for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
-    job = plan_job(req.cluster, roles, secrets=False, cache=req.cache, offline=req.offline)
+    # Role images only: a container node's template is built with `build --node`.
+    job = plan_job(req.cluster, role_targets(req.cluster), secrets=False, cache=req.cache, offline=req.offline)
     epoch = source_date_epoch()
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
     dist = req.dist.resolve()

@@ -29,7 +29,7 @@ from builder.render.gpio import warn_pi5_power_button, with_button_hold
 from builder.render.image_file import ImageFile
 from builder.render.limits import RENDER_MEMORY, memory_budget
 from builder.render.overlays import Templates, render_overlay
-from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
+from builder.render.platform import NO_BOOT_EDITS, Platform, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
 from builder.render.sudoers import sudoers_files
 
@@ -65,6 +65,7 @@ class RenderPlan:
     boot_files: tuple[tuple[str, bytes], ...]   # (name, data) for the FAT partition
     grow_mib: int
     profile: Profile
+    platform: Platform                          # what the node runs on, and so what artefact it gets
     secrets: bool                               # the secrets policy: munge key and password hashes baked in
     users: tuple[User, ...] = field(repr=False)  # the cluster's accounts, password hashes only with `secrets`
 
@@ -213,6 +214,7 @@ def _render_target(cluster: Cluster, profiles: Mapping[str, Profile], templates:
         boot_files=tuple(sorted(boot)),
         grow_mib=profile.grow_mib,
         profile=profile,
+        platform=platform,
         secrets=secrets,
         users=cluster.users if secrets else tuple(replace(u, password_hash=None) for u in cluster.users),
     )
