@@ -32,6 +32,7 @@ from builder.render.platform import LXC_TEMPLATE, SD_CARD_IMAGE
 log = logging.getLogger("clusterbake")
 T = TypeVar("T")
 
+
 @dataclass(frozen=True)
 class BuildJob:
     """A build, validated and planned once, up front: the loaded cluster, every role's profile
