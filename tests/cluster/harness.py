@@ -28,6 +28,7 @@ from pathlib import Path
 
 from builder.image import clean_leftovers
 from builder.image.boot import BootPartition
+from builder.image.chroot import emulation_env
 from builder.image.layout import read_layout
 from builder.image.loop import attached
 from builder.image.mounts import mounted
@@ -38,6 +39,7 @@ NODE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
     "HOME": "/root",
+    **emulation_env("arm64"),
 }
 # The units a booting node would start that this test exercises, in systemd's order for them.
 BOOT_ORDER = (
