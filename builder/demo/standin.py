@@ -150,7 +150,7 @@ def build_rootfs_tarball(folder: Path) -> Path:
         if tarball.exists():
             return tarball
         _require_root()
-        with step(f"build the stand-in root filesystem {tarball.name} (debootstrap, ~10 min)"), \
+        with step(f"build the stand-in root filesystem {tarball.name} (debootstrap and apt under qemu-user, ~8 min)"), \
                 staging_dir(folder) as work:
             root = work / "root"
             _debootstrap(root, debs=folder / "debs", logs=folder)
