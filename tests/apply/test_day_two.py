@@ -14,6 +14,7 @@ from builder.apply.converge import describe, probe_nodes, write_request
 from builder.apply.desired import NodePlan
 from builder.apply.restarts import RECONFIGURE, controller_needs_reconfigure, node_commands
 from builder.apply.transport import LocalTransport, SshTransport, ssh_failure
+from builder.cli import main
 from builder.config import Cluster
 from builder.errors import InputError
 from tests.apply.day_two_support import booted_lab, edited_lab, plans, small_lab
@@ -173,3 +174,14 @@ def test_a_node_baked_for_another_role_needs_a_new_image(lab: Lab, capsys: pytes
     assert "no change: every reachable node is as the cluster file says; not up to date: c1" in out
     assert ("c1: needs a new image: its image was baked for role login, the cluster file says compute "
             "(make image NODE=c1)") in out
+
+
+def test_node_card_writes_the_node_txt_of_a_new_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edited = edited_lab(tmp_path, C2 + "users:\n", C2 + NEW_NODE + "users:\n")
+    card = tmp_path / "out" / "c3" / "node.txt"
+    assert main(["node-card", "c3", "--cluster", str(edited.source), "--out", str(card)]) == 0
+    assert "put it as node.txt next to clusterbake.txt" in capsys.readouterr().err
+    lines = card.read_text().splitlines()
+    assert lines[0] == "c3" and json.loads(lines[-1])["name"] == "c3"
+    assert main(["node-card", "c9", "--cluster", str(edited.source)]) == 1
+    assert "nodes: no node named 'c9'" in capsys.readouterr().err
