@@ -5,7 +5,10 @@ Only the transport differs from a cluster's: no SSH (its failures are checked fr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,3 +188,34 @@ def test_node_card_writes_the_node_txt_of_a_new_node(tmp_path: Path, capsys: pyt
     assert lines[0] == "c3" and json.loads(lines[-1])["name"] == "c3"
     assert main(["node-card", "c9", "--cluster", str(edited.source)]) == 1
     assert "nodes: no node named 'c9'" in capsys.readouterr().err
+
+
+@dataclass
+class Recording:
+    """The fake nodes' transport, keeping every write request (commands are not run on a tree)."""
+
+    inner: LocalTransport
+    writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def agent(self, node: str, address: str, verb: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        if verb == "write":
+            self.writes.append((node, dict(request)))
+        return self.inner.agent(node, address, verb, request)
+
+
+def test_a_partition_time_limit_changes_the_controllers_slurm_conf_and_reconfigures_once(
+        lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, roots = lab
+    edited = edited_lab(tmp_path, "slurm: {controller: boss, partition: batch}",
+                        'slurm:\n  controller: boss\n  partitions: [{name: batch, max_time: "2-00:00:00"}]')
+    transport = Recording(LocalTransport(roots))
+    assert run_apply(plans(edited), transport, yes=True) == 0
+    out = capsys.readouterr().out
+    assert "-PartitionName=batch Nodes=clock,c[1-2] Default=YES MaxTime=INFINITE State=UP\n" \
+           "+PartitionName=batch Nodes=clock,c[1-2] Default=YES MaxTime=2-00:00:00 State=UP\n" in out
+    assert [node for node, _ in transport.writes] == ["boss", "boss"]     # the file, then slurmctld told once
+    first, last = (request for _, request in transport.writes)
+    assert [f["path"] for f in first["files"]] == ["/etc/slurm/slurm.conf"] and first["commands"] == []
+    assert last == {"commands": [RECONFIGURE]}
+    assert "MaxTime=2-00:00:00" in (roots["boss"] / "etc/slurm/slurm.conf").read_text()
+    assert run_apply(plans(edited), transport, yes=True) == 0 and "no change" in capsys.readouterr().out
