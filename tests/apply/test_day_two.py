@@ -21,7 +21,7 @@ from builder.cli import main
 from builder.config import Cluster
 from builder.errors import InputError
 from tests.apply.day_two_support import booted_lab, edited_lab, plans, small_lab
-from tests.render.render_support import ALICE_KEY
+from tests.render.render_support import ALICE_KEY, BOB_KEYS
 
 NEW_NODE = '  - {name: c3,    role: compute,    ip: 192.168.7.13, model: pi5-8gb}\n'
 C2 = '      mac: "2c:cf:67:00:00:12"}\n'
@@ -219,3 +219,50 @@ def test_a_partition_time_limit_changes_the_controllers_slurm_conf_and_reconfigu
     assert last == {"commands": [RECONFIGURE]}
     assert "MaxTime=2-00:00:00" in (roots["boss"] / "etc/slurm/slurm.conf").read_text()
     assert run_apply(plans(edited), transport, yes=True) == 0 and "no change" in capsys.readouterr().out
+
+
+BOB = '''  - {name: bob, uid: 2002,
+      ssh_keys: ["''' + BOB_KEYS[0] + '", "' + BOB_KEYS[1] + '''"]}
+'''
+
+
+def test_a_user_who_left_the_cluster_file_is_removed_with_the_home_kept(
+        lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, roots = lab
+    # bob gets passwordless sudo first, so that leaving also takes his sudoers rule away.
+    with_sudo = edited_lab(tmp_path, BOB, BOB.replace("uid: 2002,", "uid: 2002, sudo: nopasswd,"))
+    assert run_apply(plans(with_sudo), LocalTransport(roots), yes=True) == 0
+    assert (roots["c1"] / "etc/sudoers.d/010_bob-nopasswd").is_file()
+    (roots["c1"] / "home/bob").mkdir(parents=True, exist_ok=True)
+    (roots["c1"] / "home/bob/results.csv").write_text("1,2\n")
+    # Accounts clusterbake did not make are never touched: the image's own, one made by hand.
+    for root in roots.values():
+        with (root / "etc/passwd").open("a") as passwd:
+            passwd.write("pi:x:1000:1000::/home/pi:/bin/bash\ndave:x:3000:3000::/home/dave:/bin/sh\n")
+    capsys.readouterr()
+
+    gone = edited_lab(tmp_path, BOB, "")
+    assert run_apply(plans(gone), LocalTransport(roots), yes=True) == 0
+    out = capsys.readouterr().out
+    for name in roots:
+        assert f"{name}: user bob: remove (its home is kept)" in out, out
+        passwd = (roots[name] / "etc/passwd").read_text()
+        assert "\nbob:" not in passwd and "\npi:x:1000:" in passwd and "\ndave:x:3000:" in passwd, name
+        assert "\nalice:x:2001:" in passwd, name
+        assert not (roots[name] / "etc/sudoers.d/010_bob-nopasswd").exists(), name
+    assert (roots["c1"] / "home/bob/results.csv").read_text() == "1,2\n"
+    assert "user pi" not in out and "user dave" not in out
+    assert run_apply(plans(gone), LocalTransport(roots), yes=True) == 0
+    assert "no change" in capsys.readouterr().out
+
+
+def test_only_accounts_clusterbake_recorded_with_the_same_uid_are_removed(lab: Lab, tmp_path: Path) -> None:
+    _, _, roots = lab
+    record = (roots["c2"] / "etc/clusterbake/users").read_text()
+    assert "\nalice 2001\nbob 2002\n" in record
+    # bob on c2 is no longer the account clusterbake made (another uid): it stays.
+    passwd = roots["c2"] / "etc/passwd"
+    passwd.write_text(passwd.read_text().replace("bob:x:2002:2002:", "bob:x:2102:2102:"))
+    reports = {r.name: r for r in probe_nodes(plans(edited_lab(tmp_path, BOB, "")), LocalTransport(roots))}
+    assert reports["c1"].drift is not None and reports["c1"].drift.remove_users == ("bob",)
+    assert reports["c2"].drift is not None and reports["c2"].drift.remove_users == ()
