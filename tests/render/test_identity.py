@@ -132,6 +132,13 @@ def test_mac_address(tmp_path: Path, small: Cluster, compute_image: RenderPlan) 
     assert_became(small, tree[0], tree[1], "c2")
 
 
+def test_a_plain_node_txt_may_have_more_lines_than_the_name(tmp_path: Path, small: Cluster,
+                                                             compute_image: RenderPlan) -> None:
+    proc = run(compute_image, board(tmp_path, node_txt="c2\nthe one by the window\n"))
+    assert proc.returncode == 0, proc.stderr
+    assert_became(small, tmp_path / "root", tmp_path / "proc", "c2")
+
+
 def test_node_txt_naming_a_node_of_another_role_is_ignored(tmp_path: Path, small: Cluster,
                                                            compute_image: RenderPlan) -> None:
     tree = board(tmp_path, dt_serial="10000000d83add36", node_txt="boss\n")
@@ -206,7 +213,7 @@ def _file(index: int, key: str, value: object) -> Callable[[dict[str, Any]], Non
 
 
 BAD_CARDS: dict[str, tuple[Callable[[str], str], str]] = {
-    "truncated": (lambda c: c[:-40], "its second line is not a node card's JSON"),
+    "truncated": (lambda c: c[:-40], "its identity line is not a node card's JSON"),
     "two JSON lines": (lambda c: c + "{}\n", "a node card is the name and one JSON line"),
     "another role": (lambda c: _edited(c, lambda d: d.__setitem__("role", "controller")),
                      "the card is for a 'controller' node of 'minilab', this image is a 'compute' image of 'minilab'"),

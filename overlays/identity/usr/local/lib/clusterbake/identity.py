@@ -101,14 +101,16 @@ def read_node_txt(root: Path) -> tuple[str | None, dict[str, Any] | None]:
     if not lines:
         return None, None
     name = lines[0].split()[0].lower()
-    if len(lines) == 1:
+    # Other lines are ignored, as in a plain node.txt; a line starting with `{` is a node card's identity.
+    cards = [line for line in lines[1:] if line.startswith("{")]
+    if not cards:
         return name, None
     try:
-        card = json.loads(lines[1])
+        card = json.loads(cards[0])
     except ValueError as exc:
-        raise BadCard(f"/{NODE_TXT}: its second line is not a node card's JSON ({exc}); "
+        raise BadCard(f"/{NODE_TXT}: its identity line is not a node card's JSON ({exc}); "
                       f"make it again with `clusterbake node-card {name}`") from None
-    if len(lines) > 2 or not isinstance(card, dict):
+    if len(cards) > 1 or not isinstance(card, dict):
         raise BadCard(f"/{NODE_TXT}: a node card is the name and one JSON line; "
                       f"make it again with `clusterbake node-card {name}`")
     return name, card
