@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-
 	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates \
 	qemu-system-arm cpio openssh-client debian-archive-keyring device-tree-compiler nftables
 
-.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean status apply
+.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean status apply node-card
 
 deps: system-deps venv
 
@@ -97,6 +97,10 @@ status: deps
 
 apply: deps
 	$(PY) -m builder apply --cluster $(CLUSTER) $(ARGS)
+
+# A new node on a card of its role's image, no new image: its node.txt (see README, "Add a compute node").
+node-card: deps
+	$(PY) -m builder node-card "$(NODE)" --cluster $(CLUSTER) --out $(OUT)/$(NODE)/node.txt $(ARGS)
 
 # Timings and peak memory of each pipeline step, cold and warm caches.
 bench: deps

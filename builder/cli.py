@@ -147,6 +147,22 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return with_ssh(cluster, args.identity, lambda transport: run_apply(plans, transport, yes=args.yes))
 
 
+def _cmd_node_card(args: argparse.Namespace) -> int:
+    from builder.build import overlays_dir, profiles_dir
+    from builder.config import load_cluster
+    from builder.render.node_card import node_card
+
+    card = node_card(load_cluster(args.cluster, profiles_dir=profiles_dir()), args.node,
+                     profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
+    if args.out is None:
+        print(card, end="")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(card)
+    print(f"{args.out}: put it as node.txt next to clusterbake.txt on the card's boot partition", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m builder", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and every command run")
@@ -217,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
             day_two.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             day_two.add_argument("--yes", action="store_true", help="do not ask (scripts)")
+    card = command("node-card", _cmd_node_card, "the node.txt that makes a card of its role's image this node, "
+                                                 "even one added after the image was built")
+    card.add_argument("node", help="a node of the cluster file")
+    card.add_argument("--out", type=Path, help="write it here (default: print it)")
     return parser
 
 

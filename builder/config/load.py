@@ -24,6 +24,7 @@ from builder.config.grammar import (
 )
 from builder.config.input_files import read_yaml_file
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
+from builder.config.partitions import read_partitions
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
 from builder.config.secretsdir import secrets_dir_problem
@@ -55,15 +56,15 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     time.done()
     slurm = top.sub("slurm")
     controller = slurm.text("controller")
-    partition = slurm.text("partition", "main", check=grammar.partition_problem)
     accounting = slurm.flag("accounting", False, hint="write accounting: true (slurmdbd and MariaDB on the "
                                                       "controller) or remove the key")
-    slurm.done()
     raw_nodes = top.items("nodes")
     if len(raw_nodes) > MAX_NODES:
         top.fail(f"lists {len(raw_nodes)} nodes; a cluster has at most {MAX_NODES}", key="nodes",
                  hint=f"split it into clusters of at most {MAX_NODES} nodes (each its own cluster file)")
     nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(raw_nodes))
+    partitions = read_partitions(slurm, nodes)
+    slurm.done()
     users = tuple(_user(top.item("users", i, raw)) for i, raw in enumerate(top.items("users", [])))
     first_user = top.text("first_user", None, check=lambda v: grammar.account_problem(v, "user name"))
     ssh = top.sub("ssh", {})
@@ -83,7 +84,8 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         network=network,
         time_server=time_server,
         slurm_controller=controller,
-        slurm_partition=partition,
+        slurm_partition=next(p.name for p in partitions if p.default),
+        slurm_partitions=partitions,
         slurm_accounting=accounting,
         nodes=nodes,
         users=users,

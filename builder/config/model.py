@@ -106,6 +106,16 @@ class User:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """A Slurm partition (`slurm.partitions`): its nodes (none listed: every node running slurmd)."""
+
+    name: str
+    nodes: tuple[str, ...] = ()
+    max_time: str = "INFINITE"      # Slurm's MaxTime, as the cluster file gives it
+    default: bool = False
+
+
+@dataclass(frozen=True)
 class FileServer:
     """The node exporting shared directories over NFS, and to whom (`fileserver:` in the cluster file)."""
 
@@ -127,7 +137,8 @@ class Cluster:
     first_user: str | None = None
     ssh_password_authentication: bool = False
     secrets_dir: Path = field(default=Path())
-    slurm_partition: str = "main"
+    slurm_partition: str = "main"      # the default partition's name
+    slurm_partitions: tuple[Partition, ...] = ()   # every partition; () as `slurm.partition` alone makes it
     slurm_accounting: bool = False      # slurmdbd + MariaDB on the controller (`slurm.accounting`)
     fileserver: FileServer | None = None
     power_button_hold_ms: int = 3000    # `power_button.hold_ms`: how long GPIO3's button is held to shut down
