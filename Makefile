@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-
 	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates \
 	qemu-system-arm cpio openssh-client debian-archive-keyring device-tree-compiler nftables
 
-.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean status apply
+.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean status apply netboot
 
 deps: system-deps venv
 
@@ -85,6 +85,10 @@ release: deps
 
 verify-release: deps
 	$(PY) -m builder verify-release --key "$(RELEASE_KEY)" $(ARGS)
+
+# Diskless compute nodes: the served tree in $(OUT)/netboot, from the compute role image (DEMO=1: stand-in base).
+netboot: deps
+	$(PY) -m builder netboot --cluster $(CLUSTER) --out $(OUT) $(if $(DEMO),--demo) $(ARGS)
 
 IMAGE ?=
 DEVICE ?=
