@@ -6,6 +6,8 @@ The output folder mirrors the file server's `/` (copy it there, see README "Disk
                               boot partition, hard links but for the node's own cmdline.txt
     srv/netroot/compute/      the compute image's root, shared read-only (builder/netboot/shared_root.py)
     srv/netstate/<node>/      each node's state folder, empty until its first boot fills it
+    etc/clusterbake/netboot/dnsmasq.conf, etc/systemd/system/clusterbake-netboot-dnsmasq.service,
+    etc/exports.d/clusterbake-netboot.exports     the file server's DHCP, TFTP and NFS (builder/netboot/server.py)
 
 It is made beside the output folder and renamed into place only when complete; the folder it
 replaces is removed after. A node picks up a new tree at its next boot.
@@ -29,6 +31,7 @@ from builder.image.tree import DirectoryRoot
 from builder.layers import copy_sparse
 from builder.netboot.boot_files import CARD_ONLY, netboot_cmdline
 from builder.netboot.layout import ROOT_EXPORT, STATE_EXPORT, TFTP_ROOT
+from builder.netboot.server import write_server_files
 from builder.netboot.shared_root import prepare_shared_root
 from builder.progress import step
 
@@ -83,6 +86,7 @@ def write_served_tree(cluster: Cluster, *, boot: Path, root: Path, dest: Path, o
         state.chmod(0o700)
         log.info("%s: boot files in %s/%s, state in %s/%s", node.name, TFTP_ROOT, tftp_folder(node), STATE_EXPORT,
                  node.name)
+    write_server_files(cluster, dest, overlays_dir)
 
 
 @contextlib.contextmanager
