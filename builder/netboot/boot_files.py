@@ -13,7 +13,10 @@ from builder.netboot.layout import NETBOOT_INIT, ROOT_EXPORT, STATE_EXPORT
 # Arguments of the image's cmdline.txt about the card's root or its first boot, which a diskless node
 # has not: the root partition, its fsck and its first-boot resize (Raspberry Pi OS's `init=` script).
 CARD_ARGUMENTS = ("root", "rootfstype", "rootflags", "fsck.repair", "fsck.mode", "resize", "init", "rw", "ro",
-                  "rootwait", "nfsroot", "ip", "clusterbake.state")
+                  "rootwait", "nfsroot", "ip", "panic", "clusterbake.state")
+# A kernel that cannot mount its root (the file server went away after TFTP) panics; after this many seconds
+# it restarts the board, whose bootloader tries the SD card and the network again until the server answers.
+PANIC_RESTART_S = 10
 # A card's files a diskless node must not be served: a person's per-card choices.
 CARD_ONLY = ("node.txt", "munge.key")
 
@@ -23,4 +26,5 @@ def netboot_cmdline(image_cmdline: str, *, server: str, node: str) -> str:
     over NFS: `root=/dev/nfs nfsroot=<server>:<export>,vers=4,ro ip=dhcp`, and the node's state folder."""
     kept = [arg for arg in image_cmdline.split() if arg.partition("=")[0] not in CARD_ARGUMENTS]
     return " ".join([*kept, "root=/dev/nfs", f"nfsroot={server}:{ROOT_EXPORT},vers=4,ro", "ip=dhcp", "rootwait",
-                     f"init={NETBOOT_INIT}", f"clusterbake.state={server}:{STATE_EXPORT}/{node}"]) + "\n"
+                     f"panic={PANIC_RESTART_S}", f"init={NETBOOT_INIT}",
+                     f"clusterbake.state={server}:{STATE_EXPORT}/{node}"]) + "\n"

@@ -71,7 +71,7 @@ def write_served_tree(cluster: Cluster, *, boot: Path, root: Path, dest: Path, o
     server = cluster.node(cluster.fileserver.node) if cluster.fileserver is not None else None
     assert server is not None, "the loader refuses a network boot without a file server"
     with step("Shared root for the diskless nodes"):
-        prepare_shared_root(DirectoryRoot(root), overlays_dir)
+        prepare_shared_root(DirectoryRoot(root), overlays_dir, cluster)
     image_cmdline = (boot / "cmdline.txt").read_text()
     for name in CARD_ONLY:
         (boot / name).unlink(missing_ok=True)

@@ -52,7 +52,7 @@ def test_cmdline_mounts_the_shared_root_over_nfs_and_names_the_nodes_state(tree:
     one = (tree / "srv/netboot/abcdef01/cmdline.txt").read_text()
     two = (tree / "srv/netboot/2c-cf-67-00-00-02/cmdline.txt").read_text()
     assert one == ("console=serial0,115200 console=tty1 cgroup_enable=memory root=/dev/nfs "
-                   "nfsroot=10.0.0.20:/srv/netroot/compute,vers=4,ro ip=dhcp rootwait "
+                   "nfsroot=10.0.0.20:/srv/netroot/compute,vers=4,ro ip=dhcp rootwait panic=10 "
                    "init=/usr/local/lib/clusterbake/netboot-init clusterbake.state=10.0.0.20:/srv/netstate/node01\n")
     assert two == one.replace("/srv/netstate/node01", "/srv/netstate/node02")
 
@@ -81,6 +81,14 @@ def test_the_shared_root_has_no_card_to_wait_for_and_boots_through_the_netboot_i
     for mountpoint in ("var/lib/clusterbake/netboot/rw", "var/lib/clusterbake/netboot/root",
                        "var/lib/clusterbake/state"):
         assert (root / mountpoint).is_dir(), mountpoint
+
+
+def test_networkmanager_leaves_the_root_carrying_interface_to_the_kernel(tree: Path) -> None:
+    root = tree / SHARED
+    conf = (root / "etc/NetworkManager/conf.d/90-clusterbake-netboot.conf").read_text().splitlines()
+    assert conf[-2:] == ["[keyfile]", "unmanaged-devices=interface-name:eth0"]
+    assert [line for line in (root / "etc/resolv.conf").read_text().splitlines() if not line.startswith("#")] == [
+        "nameserver 10.0.0.1"]
 
 
 def test_nothing_per_node_is_in_the_shared_root(tree: Path, cluster: Cluster) -> None:
