@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,14 @@ def test_fstab_keeps_what_is_not_the_card() -> None:
 def test_cmdline_drops_every_argument_about_the_card() -> None:
     image = "console=tty1 root=PARTUUID=x-02 rootfstype=ext4 fsck.repair=yes rootwait resize init=/x rw quiet\n"
     assert netboot_cmdline(image, server="10.0.0.20", node="n1").split()[:2] == ["console=tty1", "quiet"]
+
+
+def test_make_netboot_without_diskless_nodes_stops_before_building(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "builder", "netboot", "--cluster", str(ROOT / "cluster.yaml"),
+                             "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "--offline"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "clusterbake: error: cluster.yaml: nodes: no node boots from the network (fix: mark compute nodes boot: "
+        "network (with serial: or mac:), or netboot: {roles: [compute]})")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
