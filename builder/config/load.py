@@ -25,8 +25,8 @@ from builder.config.grammar import (
 )
 from builder.config.input_files import read_yaml_file
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
-from builder.config.partitions import read_partitions
 from builder.config.netboot import NETWORK, boot_problem, check_netboot, read_netboot
+from builder.config.partitions import read_partitions
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
 from builder.config.secretsdir import secrets_dir_problem
