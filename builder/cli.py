@@ -122,6 +122,30 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_netboot(args: argparse.Namespace) -> int:
+    """The diskless nodes' served tree from the compute role image (built, or found in the cache)."""
+    from builder.build import build_job, overlays_dir, plan_job, profiles_dir
+    from builder.config import load_cluster
+    from builder.config.netboot import NETBOOT_ROLES
+    from builder.netboot.served_tree import require_diskless, served_tree
+
+    def netboot(cluster_file: Path) -> int:
+        cluster = load_cluster(cluster_file, profiles_dir=profiles_dir())
+        require_diskless(cluster)
+        job = plan_job(cluster, [(NETBOOT_ROLES[0], None)], out_dir=args.out, cache=args.cache, offline=args.offline)
+        [image] = build_job(job)
+        print(served_tree(cluster, image, args.tree or args.out / "netboot", overlays_dir=overlays_dir()), flush=True)
+        return 0
+
+    if not args.demo:
+        return netboot(args.cluster)
+    from builder.demo.cluster import demo_cluster_file
+    from builder.demo.download_site import serve_standin
+
+    with serve_standin(args.cache) as base_image:
+        return netboot(demo_cluster_file(args.cluster, base_image, args.cache / "demo" / "cluster.yaml"))
+
+
 def _node_plans(args: argparse.Namespace) -> tuple[Cluster, tuple[NodePlan, ...]]:
     from builder.apply.commands import plans_for
     from builder.build import overlays_dir, profiles_dir
@@ -143,6 +167,22 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
     cluster, plans = _node_plans(args)
     return with_ssh(cluster, args.identity, lambda transport: run_apply(plans, transport, yes=args.yes))
+
+
+def _cmd_node_card(args: argparse.Namespace) -> int:
+    from builder.build import overlays_dir, profiles_dir
+    from builder.config import load_cluster
+    from builder.render.node_card import node_card
+
+    card = node_card(load_cluster(args.cluster, profiles_dir=profiles_dir()), args.node,
+                     profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
+    if args.out is None:
+        print(card, end="")
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(card)
+    print(f"{args.out}: put it as node.txt next to clusterbake.txt on the card's boot partition", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--base-url", help="URL the files will be downloaded from, for os_list.json "
                                             "(default: file:// URLs of --dist)")
     release.add_argument("--demo", action="store_true", help="from the offline stand-in base (see `demo`)")
+    netboot = command("netboot", _cmd_netboot, "the diskless nodes' served tree (TFTP folders, shared root, state "
+                                               "folders, the file server's dnsmasq and exports); print its path")
+    netboot.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
+    netboot.add_argument("--tree", type=Path, help="the served tree (default: <out>/netboot)")
+    netboot.add_argument("--offline", action="store_true", help="use the cached base image only")
+    netboot.add_argument("--demo", action="store_true", help="from the offline stand-in base (see `demo`)")
     verify = command("verify-release", _cmd_verify_release,
                      "check a release: gpg --verify SHA256SUMS.asc, sha256sum -c, os_list.json")
     verify.add_argument("--dist", type=Path, default=Path("dist"), help="release directory (default: dist)")
@@ -215,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
             day_two.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             day_two.add_argument("--yes", action="store_true", help="do not ask (scripts)")
+    card = command("node-card", _cmd_node_card, "the node.txt that makes a card of its role's image this node, "
+                                                 "even one added after the image was built")
+    card.add_argument("node", help="a node of the cluster file")
+    card.add_argument("--out", type=Path, help="write it here (default: print it)")
     return parser
 
 

@@ -2,6 +2,8 @@
 
 Two sections of README.md are generated, each between a start and an end marker:
   suite   from tests/measured/suite.json  (`make measure`: one whole run of the README's test command)
+          and from what that command collects now (`pytest --collect-only`), per folder: the run
+          is shown as what it is, a run of its own commit, beside the suite as it is today
   bench   from tests/measured/bench.json  (`make bench`: the speed goals as ratios)
 `python -m tests.readme_numbers --write` rewrites them; `--check` exits 1 when one is stale.
 Nothing between the markers is edited by hand; tests/test_readme_numbers.py holds the README to it.
@@ -13,12 +15,14 @@ import argparse
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from builder.bench import markdown_report
 from builder.paths import repo_root
+from tests.suite_record import collected_nodeids, folder_of
 
 README = repo_root() / "README.md"
 MEASURED = repo_root() / "tests" / "measured"
@@ -34,22 +38,36 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
-def suite_report(record: Mapping[str, Any]) -> str:
-    """The suite's figures: one line for the whole run, a table with one row per folder."""
+def suite_report(record: Mapping[str, Any], now: Mapping[str, int] | None = None) -> str:
+    """The suite today (tests collected per folder) and its last whole recorded run, per folder.
+
+    `now` is what the README's test command collects at this commit (by default, asked of pytest).
+    """
+    now = Counter(folder_of(nodeid) for nodeid in collected_nodeids()) if now is None else Counter(now)
     machine = record["machine"]
     commit = record["commit"] + (" with uncommitted changes" if record["dirty"] else "")
     lines = [
-        f"One `{record['command']}` run ({machine['date']}, commit {commit}, {machine['nproc']} cores "
-        f"({machine['cpu']}), {machine['memory_mib'] // 1024} GiB, load {machine['load_average'][0]} at the start): "
+        f"The suite at this commit: **{now.total()} tests** collected by `make test` (`pytest --collect-only`).",
+        "",
+        f"Its last whole recorded run (`make measure`) was one `{record['command']}` run ({machine['date']}, "
+        f"commit {commit}, {machine['nproc']} cores ({machine['cpu']}), {machine['memory_mib'] // 1024} GiB, "
+        f"load {machine['load_average'][0]} at the start): "
         f"**{record['passed']} passed, {record['failed']} failed, {record['skipped']} skipped, "
         f"{record['error']} errors** of {record['collected']} collected, in {_minutes(record['seconds'])} "
         f"(exit status {record['exit_status']}).",
         "",
-        "| folder | collected | passed | failed | skipped | errors | minutes |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| folder | tests now | collected in the run | passed | failed | skipped | errors | minutes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += [f"| `{name}` | {f['collected']} | {f['passed']} | {f['failed']} | {f['skipped']} | {f['error']} | "
-              f"{_minutes(f['seconds'])} |" for name, f in record["folders"].items()]
+    folders = record["folders"]
+    for name in sorted(set(folders) | set(now)):
+        if name in folders:
+            f = folders[name]
+            ran = (f"{f['collected']} | {f['passed']} | {f['failed']} | {f['skipped']} | {f['error']} | "
+                   f"{_minutes(f['seconds'])}")
+        else:
+            ran = "– | – | – | – | – | –"
+        lines.append(f"| `{name}` | {now[name]} | {ran} |")
     return "\n".join(lines)
 
 

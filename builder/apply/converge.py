@@ -17,6 +17,7 @@ from builder.apply.drift import NodeDrift, file_diff, node_drift
 from builder.apply.node_state import NodeState, state_from_probe
 from builder.apply.restarts import RECONFIGURE, controller_needs_reconfigure, node_commands
 from builder.apply.transport import NodeUnavailable, Transport
+from builder.render.sudoers import sudoers_path
 
 log = logging.getLogger("clusterbake")
 PARALLEL = 8
@@ -60,7 +61,8 @@ def status_rows(reports: Sequence[NodeReport]) -> list[dict[str, Any]]:
             "image": r.state.image if r.state else None, "failure": r.failure or None,
             "drift": None if drift is None else {
                 "files": [f.path for f in drift.files], "users": list(drift.users),
-                "packages": list(drift.packages), "units": list(drift.units), "problems": list(drift.problems)},
+                "packages": list(drift.packages), "units": list(drift.units), "problems": list(drift.problems),
+                "remove_users": list(drift.remove_users)},
         })
     return rows
 
@@ -86,6 +88,7 @@ def describe(report: NodeReport) -> list[str]:
         return [f"{report.failure}: skipped"]
     lines = [file_diff(report.name, f) for f in drift.files]
     lines += [f"{report.name}: user {u}: missing" for u in drift.users]
+    lines += [f"{report.name}: user {u}: remove (its home is kept)" for u in drift.remove_users]
     lines += [f"{report.name}: package {p}: not installed" for p in drift.packages]
     lines += [f"{report.name}: unit {u}: not enabled" for u in drift.units]
     lines += [f"{report.name}: needs a new image: {p} (make image NODE={report.name})" for p in drift.problems]
@@ -98,6 +101,10 @@ def write_request(report: NodeReport) -> dict[str, Any]:
     users = {u.name: u for u in report.plan.users}
     changed = [f.path for f in drift.files]
     return {
+        "remove_users": list(drift.remove_users),
+        # A removed user's sudoers rule goes with the account: a later account of that name must not inherit it.
+        "remove_files": [sudoers_path(n) for n in drift.remove_users
+                         if sudoers_path(n) not in {f.path for f in report.plan.files}],
         "users": [{"name": n, "uid": users[n].uid, "shell": users[n].shell,
                    "home": not any(m == "/home" for m in report.plan.mounts)} for n in drift.users],
         "packages": list(drift.packages),

@@ -37,13 +37,15 @@ class NodeDrift:
     packages: tuple[str, ...]        # packages to install
     units: tuple[str, ...]           # units to enable
     problems: tuple[str, ...]        # what apply cannot fix in place
+    remove_users: tuple[str, ...] = ()   # accounts clusterbake made that have left the cluster file
 
     @property
     def empty(self) -> bool:
-        return not (self.files or self.users or self.packages or self.units)
+        return not (self.files or self.users or self.packages or self.units or self.remove_users)
 
     def summary(self) -> str:
         parts = [f"{len(items)} {label}" for items, label in ((self.files, "files"), (self.users, "users"),
+                                                              (self.remove_users, "users to remove"),
                                                               (self.packages, "packages"), (self.units, "units"))
                  if items]
         if self.problems:
@@ -72,6 +74,12 @@ def _file_drift(want: ImageFile, have: FileState | None) -> FileDrift | None:
     return FileDrift(want, have, tuple(reasons)) if reasons else None
 
 
+# Where a node keeps the accounts clusterbake made (overlays/users): only those are ever removed.
+USERS_RECORD = "/etc/clusterbake/users"
+NEVER_REMOVED = frozenset({"root", "pi"})
+FIRST_CLUSTER_UID = 1000
+
+
 # The first line of the boot partition's clusterbake.txt: "... for cluster lab, role compute[, node …]."
 BUILT_ROLE = re.compile(r", role ([A-Za-z0-9_-]+)[,.]")
 
@@ -88,6 +96,28 @@ def needs_new_image(plan: NodePlan, state: NodeState) -> tuple[str, ...]:
     return tuple(problems)
 
 
+def recorded_users(state: NodeState) -> dict[str, int]:
+    """The accounts clusterbake made on the node, as its record says (USERS_RECORD): name -> uid."""
+    record = state.files.get(USERS_RECORD)
+    if record is None or record.data is None:
+        return {}
+    users = {}
+    for line in record.data.decode(errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) == 2 and not line.startswith("#") and fields[1].isdigit():
+            users[fields[0]] = int(fields[1])
+    return users
+
+
+def users_to_remove(plan: NodePlan, state: NodeState) -> tuple[str, ...]:
+    """Accounts to remove: recorded by clusterbake on the node, gone from the cluster file, and still the
+    account it made (same uid). Never root, the image's own `pi` or any other system account."""
+    planned = {u.name for u in plan.users}
+    return tuple(sorted(name for name, uid in recorded_users(state).items()
+                        if name not in planned and name not in NEVER_REMOVED and uid >= FIRST_CLUSTER_UID
+                        and state.users.get(name) == uid))
+
+
 def node_drift(plan: NodePlan, state: NodeState) -> NodeDrift:
     files = tuple(d for f in plan.files if (d := _file_drift(f, state.files.get(f.path))) is not None)
     problems = needs_new_image(plan, state)
@@ -96,7 +126,7 @@ def node_drift(plan: NodePlan, state: NodeState) -> NodeDrift:
         users=tuple(u.name for u in plan.users if u.name not in state.users),
         packages=tuple(p for p in plan.packages if p not in state.packages),
         units=tuple(u for u in plan.enabled if u not in state.enabled),
-        problems=problems)
+        problems=problems, remove_users=users_to_remove(plan, state))
 
 
 def file_diff(node: str, drift: FileDrift) -> str:

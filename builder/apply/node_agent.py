@@ -117,7 +117,18 @@ def write(root: Path, request: dict[str, Any]) -> dict[str, Any]:
         # the tree) and files only; nothing that would install, enable or restart anything on the
         # machine running the agent.
         done += [f"not run: {' '.join(argv)}" for argv in request.get("commands", [])]
-        request = {"users": request.get("users", []), "files": request.get("files", [])}
+        request = {key: request.get(key, []) for key in ("remove_users", "remove_files", "users", "files")}
+    for name in request.get("remove_users", []):
+        # Never the account apply logged in as (sudo says which); the home stays (no --remove).
+        if name == os.environ.get("SUDO_USER"):
+            raise ValueError(f"user {name}: not removed: apply logs in as that user")
+        subprocess.run(["userdel", "--root", str(root), name], check=True, capture_output=True)
+        done.append(f"removed user {name}")
+    for path in request.get("remove_files", []):
+        target = _inside(root, path)
+        if target.is_file():
+            target.unlink()
+            done.append(f"removed {path}")
     for user in request.get("users", []):
         # Homes on the file server's NFS export are made there (root cannot write them through root_squash).
         home = "--create-home" if user["home"] else "--no-create-home"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from builder.config.grammar import (
 )
 from builder.config.input_files import read_yaml_file
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
+from builder.config.netboot import NETWORK, boot_problem, check_netboot, read_netboot
+from builder.config.partitions import read_partitions
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
 from builder.config.roles import role_problem
@@ -56,15 +59,15 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     time.done()
     slurm = top.sub("slurm")
     controller = slurm.text("controller")
-    partition = slurm.text("partition", "main", check=grammar.partition_problem)
     accounting = slurm.flag("accounting", False, hint="write accounting: true (slurmdbd and MariaDB on the "
                                                       "controller) or remove the key")
-    slurm.done()
     raw_nodes = top.items("nodes")
     if len(raw_nodes) > MAX_NODES:
         top.fail(f"lists {len(raw_nodes)} nodes; a cluster has at most {MAX_NODES}", key="nodes",
                  hint=f"split it into clusters of at most {MAX_NODES} nodes (each its own cluster file)")
     nodes = tuple(_node(top.item("nodes", i, raw)) for i, raw in enumerate(raw_nodes))
+    partitions = read_partitions(slurm, nodes)
+    slurm.done()
     users = tuple(_user(top.item("users", i, raw)) for i, raw in enumerate(top.items("users", [])))
     first_user = top.text("first_user", None, check=lambda v: grammar.account_problem(v, "user name"))
     ssh = top.sub("ssh", {})
@@ -74,6 +77,9 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     fileserver = read_fileserver(top, network)
     secrets_dir = _secrets_dir(secrets, path, name, top)
     access = read_access(top, network, secrets_dir)
+    netboot = read_netboot(top)
+    if netboot is not None and netboot.roles:
+        nodes = tuple(replace(n, boot=NETWORK) if n.role in netboot.roles else n for n in nodes)
     hold_ms = _power_button_hold(top.sub("power_button", {}))
     top.done()
 
@@ -84,7 +90,8 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         network=network,
         time_server=time_server,
         slurm_controller=controller,
-        slurm_partition=partition,
+        slurm_partition=next(p.name for p in partitions if p.default),
+        slurm_partitions=partitions,
         slurm_accounting=accounting,
         nodes=nodes,
         users=users,
@@ -94,10 +101,12 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         fileserver=fileserver,
         access=access,
         power_button_hold_ms=hold_ms,
+        netboot=netboot,
     )
     check_access(cluster, top)    # first: the door's address is the gateway, which _check_cluster allows it
     _check_cluster(cluster, top, profiles_dir)
     check_fileserver(cluster, top)
+    check_netboot(cluster, top)
     return cluster
 
 
@@ -239,6 +248,7 @@ def _node(r: Reader) -> Node:
         memory_mb=r.integer("memory_mb", memory, minimum=64, maximum=_installed_mb(model)),
         serial=_lower(r.text("serial", None, check=lambda v: grammar.serial_problem(v.lower()))),
         mac=_lower(r.text("mac", None, check=lambda v: grammar.mac_problem(v.lower()))),
+        boot=r.text("boot", "sd", check=boot_problem, hint="boot: network for a diskless node, else leave it out"),
     )
     r.done()
     return node

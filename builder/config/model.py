@@ -11,6 +11,7 @@ from builder.config.sources import Source
 
 if TYPE_CHECKING:
     from builder.config.access import Access
+    from builder.config.netboot import Netboot
 
 # What Slurm is told about each board model: CPUs and RealMemory in MB. RealMemory is
 # a little below the installed RAM because the firmware and kernel keep some for
@@ -86,6 +87,7 @@ class Node:
     serial: str | None = None
     mac: str | None = None
     platform: str = "raspberry-pi"    # or "proxmox-lxc" (builder/config/platforms.py): no board, no model
+    boot: str = "sd"                  # or "network": diskless, served by the file server (builder/config/netboot.py)
 
     @property
     def board(self) -> str:
@@ -103,6 +105,16 @@ class User:
     password_hash: str | None = None
     shell: str = "/bin/bash"
     sudo: str | None = None     # "nopasswd", "password", or None: decided per image (render/sudoers.py)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A Slurm partition (`slurm.partitions`): its nodes (none listed: every node running slurmd)."""
+
+    name: str
+    nodes: tuple[str, ...] = ()
+    max_time: str = "INFINITE"      # Slurm's MaxTime, as the cluster file gives it
+    default: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,11 +139,13 @@ class Cluster:
     first_user: str | None = None
     ssh_password_authentication: bool = False
     secrets_dir: Path = field(default=Path())
-    slurm_partition: str = "main"
+    slurm_partition: str = "main"      # the default partition's name
+    slurm_partitions: tuple[Partition, ...] = ()   # every partition; () as `slurm.partition` alone makes it
     slurm_accounting: bool = False      # slurmdbd + MariaDB on the controller (`slurm.accounting`)
     fileserver: FileServer | None = None
     power_button_hold_ms: int = 3000    # `power_button.hold_ms`: how long GPIO3's button is held to shut down
     access: Access | None = None        # the door to the outside (`access:`, builder/config/access.py)
+    netboot: Netboot | None = None      # `netboot:`, the diskless nodes' DHCP mode and roles (config/netboot.py)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

@@ -52,8 +52,10 @@ def publish_standin(cache: Path) -> PublishedBase:
         name = f"{time.strftime('%Y-%m-%d')}-standin-{SUITE}-arm64-lite.img.xz"
         with step(f"publish the stand-in as {name}"), staging_dir(image.parent) as work:
             compressed = work / name
-            with step("compress (xz -T0)"), open(compressed, "wb") as out:
-                run(["xz", "-T0", "-c", image], stdout=out, label="xz")
+            # The fastest preset: served on 127.0.0.1 only, the file's size matters less than the
+            # first image's wait (13 s instead of 130 s at xz's default -6 for a 104 MB file, not 80).
+            with step("compress (xz -T0 -0)"), open(compressed, "wb") as out:
+                run(["xz", "-T0", "-0", "-c", image], stdout=out, label="xz")
             digest = sha256_file(compressed)
             (work / f"{name}.sha256").write_text(f"{digest}  {name}\n")
             sign_detached(gnupghome, fingerprint, compressed, work / f"{name}.sig")

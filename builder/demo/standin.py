@@ -32,7 +32,7 @@ from builder.cache import install, locked, recipe_key, staging_dir
 from builder.command import output, run
 from builder.errors import CommandFailed, EnvironmentProblem
 from builder.host.procfs import kill_processes_in
-from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, ensure_emulation
+from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, emulation_env, ensure_emulation
 from builder.image.mounts import mounted
 from builder.progress import step
 
@@ -150,7 +150,7 @@ def build_rootfs_tarball(folder: Path) -> Path:
         if tarball.exists():
             return tarball
         _require_root()
-        with step(f"build the stand-in root filesystem {tarball.name} (debootstrap, ~10 min)"), \
+        with step(f"build the stand-in root filesystem {tarball.name} (debootstrap and apt under qemu-user, ~8 min)"), \
                 staging_dir(folder) as work:
             root = work / "root"
             _debootstrap(root, debs=folder / "debs", logs=folder)
@@ -180,7 +180,7 @@ def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
     saved.unlink(missing_ok=True)
     with step("debootstrap trixie arm64"):
         try:
-            run(argv, label="debootstrap", timeout=3 * 3600)
+            run(argv, label="debootstrap", timeout=3 * 3600, env={**os.environ, **emulation_env("arm64")})
         except CommandFailed as exc:
             detail = root / "debootstrap" / "debootstrap.log"
             if detail.exists():
@@ -209,7 +209,8 @@ def _chroot(root: Path, *, debs: Path) -> Iterator[Callable[[list[str]], None]]:
         stack.callback(kill_processes_in, root)
 
         def chroot(argv: list[str]) -> None:
-            run(["chroot", root, *argv], env=CHROOT_ENV, label=f"chroot {argv[0]}", timeout=3600)
+            run(["chroot", root, *argv], env={**CHROOT_ENV, **emulation_env("arm64")}, label=f"chroot {argv[0]}",
+                timeout=3600)
 
         yield chroot
 

@@ -7,6 +7,7 @@ Variables (documented in overlays/README.md):
   compute_nodes  the nodes whose role's profile enables slurmd.service
   compute_groups, compute_hostlist   the same as Slurm hostlists: groups of neighbours sharing
                CPUs and memory (names, addrs, cpus, memory_mb), and all names (node[01-06],gps)
+  partitions   Slurm's partitions: name, nodes (a hostlist), max_time, default (`slurm.partitions`)
   controller, time_server   the node running slurmctld / serving time
   users        name, uid, gid, groups, ssh_keys, shell
   role         the role being rendered; settings: its merged profile settings
@@ -15,7 +16,7 @@ Variables (documented in overlays/README.md):
   storage      the NFS file server: server (a node, or none), clients, exports, mounts (see storage_values)
   accounting   Slurm accounting (`slurm.accounting`): enabled, storage_pass (see accounting_values)
   access       the door (`access:`), or none: node, uplink, wireguard (see builder/render/access.py)
-A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, fqdn, uuid.
+A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, boot, fqdn, uuid.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from builder.config.model import Cluster, Node, User
+from builder.config.model import Cluster, Node, Partition, User
+from builder.errors import InputError
 from builder.render.access import access_values
 from builder.render.cluster_secrets import slurmdbd_password
 from builder.render.hostlist import hostlist, node_groups
@@ -44,6 +46,7 @@ def node_values(cluster: Cluster, node: Node) -> dict[str, Any]:
         "mem_per_cpu": node.memory_mb // node.cpus,
         "serial": node.serial,
         "mac": node.mac,
+        "boot": node.boot,      # "sd" or "network" (builder/config/netboot.py)
         "fqdn": f"{node.name}.{domain}" if domain else node.name,
         # NetworkManager wants a stable id per connection; derive it so rebuilds keep it.
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.{cluster.name}.clusterbake")),
@@ -83,6 +86,7 @@ def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: st
         "compute_nodes": compute,
         "compute_groups": node_groups(compute),
         "compute_hostlist": hostlist(n["name"] for n in compute),
+        "partitions": partition_values(cluster, compute),
         "controller": by_name[cluster.slurm_controller],
         "time_server": by_name[cluster.time_server],
         "users": [user_values(u) for u in cluster.users],
@@ -94,6 +98,23 @@ def build_context(cluster: Cluster, profiles: Mapping[str, Profile], *, role: st
         "accounting": accounting_values(cluster, profiles, role, secrets),
         "access": access_values(cluster, role, by_name, secrets=secrets),
     }
+
+
+def partition_values(cluster: Cluster, compute: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each Slurm partition: name, nodes (a hostlist: its own, else every node running slurmd), max_time,
+    default. A partition's node must run slurmd: only the profiles say which do, so it is checked here."""
+    runs_slurmd = {n["name"] for n in compute}
+    values = []
+    for i, partition in enumerate(cluster.slurm_partitions or (Partition(cluster.slurm_partition, default=True),)):
+        for j, name in enumerate(partition.nodes):
+            if name not in runs_slurmd:
+                raise InputError(f"{cluster.source.name}: slurm.partitions[{i}].nodes[{j}]: {name!r} runs no "
+                                 f"slurmd (role {cluster.node(name).role!r}): Slurm could not run jobs there",
+                                 hint="list nodes whose role runs slurmd (e.g. compute)")
+        names = partition.nodes or tuple(n["name"] for n in compute)
+        values.append({"name": partition.name, "nodes": hostlist(names), "max_time": partition.max_time,
+                       "default": partition.default})
+    return values
 
 
 NFS_SERVER_UNIT = "nfs-server.service"

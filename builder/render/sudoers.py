@@ -16,10 +16,14 @@ from builder.render.image_file import ImageFile
 SUDOERS_DIR = "/etc/sudoers.d"
 
 
+def sudoers_path(user: str) -> str:
+    return f"{SUDOERS_DIR}/010_{user}-nopasswd"
+
+
 def sudoers_files(cluster: Cluster, *, secrets: bool) -> tuple[ImageFile, ...]:
     """The sudoers rules one image gets; `secrets=False` (release) images carry no password hashes."""
     return tuple(
-        ImageFile(f"{SUDOERS_DIR}/010_{user.name}-nopasswd", f"{user.name} ALL=(ALL:ALL) NOPASSWD: ALL\n".encode(),
+        ImageFile(sudoers_path(user.name), f"{user.name} ALL=(ALL:ALL) NOPASSWD: ALL\n".encode(),
                   0o440, "root", "root", source=f"{cluster.source.name}: users[{i}].sudo")
         for i, user in enumerate(cluster.users) if passwordless_sudo(cluster, user, passwords=secrets))
 

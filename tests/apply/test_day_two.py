@@ -5,7 +5,10 @@ Only the transport differs from a cluster's: no SSH (its failures are checked fr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,10 +17,11 @@ from builder.apply.converge import describe, probe_nodes, write_request
 from builder.apply.desired import NodePlan
 from builder.apply.restarts import RECONFIGURE, controller_needs_reconfigure, node_commands
 from builder.apply.transport import LocalTransport, SshTransport, ssh_failure
+from builder.cli import main
 from builder.config import Cluster
 from builder.errors import InputError
 from tests.apply.day_two_support import booted_lab, edited_lab, plans, small_lab
-from tests.render.render_support import ALICE_KEY
+from tests.render.render_support import ALICE_KEY, BOB_KEYS
 
 NEW_NODE = '  - {name: c3,    role: compute,    ip: 192.168.7.13, model: pi5-8gb}\n'
 C2 = '      mac: "2c:cf:67:00:00:12"}\n'
@@ -173,3 +177,92 @@ def test_a_node_baked_for_another_role_needs_a_new_image(lab: Lab, capsys: pytes
     assert "no change: every reachable node is as the cluster file says; not up to date: c1" in out
     assert ("c1: needs a new image: its image was baked for role login, the cluster file says compute "
             "(make image NODE=c1)") in out
+
+
+def test_node_card_writes_the_node_txt_of_a_new_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    edited = edited_lab(tmp_path, C2 + "users:\n", C2 + NEW_NODE + "users:\n")
+    card = tmp_path / "out" / "c3" / "node.txt"
+    assert main(["node-card", "c3", "--cluster", str(edited.source), "--out", str(card)]) == 0
+    assert "put it as node.txt next to clusterbake.txt" in capsys.readouterr().err
+    lines = card.read_text().splitlines()
+    assert lines[0] == "c3" and json.loads(lines[-1])["name"] == "c3"
+    assert main(["node-card", "c9", "--cluster", str(edited.source)]) == 1
+    assert "nodes: no node named 'c9'" in capsys.readouterr().err
+
+
+@dataclass
+class Recording:
+    """The fake nodes' transport, keeping every write request (commands are not run on a tree)."""
+
+    inner: LocalTransport
+    writes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def agent(self, node: str, address: str, verb: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        if verb == "write":
+            self.writes.append((node, dict(request)))
+        return self.inner.agent(node, address, verb, request)
+
+
+def test_a_partition_time_limit_changes_the_controllers_slurm_conf_and_reconfigures_once(
+        lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, roots = lab
+    edited = edited_lab(tmp_path, "slurm: {controller: boss, partition: batch}",
+                        'slurm:\n  controller: boss\n  partitions: [{name: batch, max_time: "2-00:00:00"}]')
+    transport = Recording(LocalTransport(roots))
+    assert run_apply(plans(edited), transport, yes=True) == 0
+    out = capsys.readouterr().out
+    assert "-PartitionName=batch Nodes=clock,c[1-2] Default=YES MaxTime=INFINITE State=UP\n" \
+           "+PartitionName=batch Nodes=clock,c[1-2] Default=YES MaxTime=2-00:00:00 State=UP\n" in out
+    assert [node for node, _ in transport.writes] == ["boss", "boss"]     # the file, then slurmctld told once
+    first, last = (request for _, request in transport.writes)
+    assert [f["path"] for f in first["files"]] == ["/etc/slurm/slurm.conf"] and first["commands"] == []
+    assert last == {"commands": [RECONFIGURE]}
+    assert "MaxTime=2-00:00:00" in (roots["boss"] / "etc/slurm/slurm.conf").read_text()
+    assert run_apply(plans(edited), transport, yes=True) == 0 and "no change" in capsys.readouterr().out
+
+
+BOB = '''  - {name: bob, uid: 2002,
+      ssh_keys: ["''' + BOB_KEYS[0] + '", "' + BOB_KEYS[1] + '''"]}
+'''
+
+
+def test_a_user_who_left_the_cluster_file_is_removed_with_the_home_kept(
+        lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, _, roots = lab
+    # bob gets passwordless sudo first, so that leaving also takes his sudoers rule away.
+    with_sudo = edited_lab(tmp_path, BOB, BOB.replace("uid: 2002,", "uid: 2002, sudo: nopasswd,"))
+    assert run_apply(plans(with_sudo), LocalTransport(roots), yes=True) == 0
+    assert (roots["c1"] / "etc/sudoers.d/010_bob-nopasswd").is_file()
+    (roots["c1"] / "home/bob").mkdir(parents=True, exist_ok=True)
+    (roots["c1"] / "home/bob/results.csv").write_text("1,2\n")
+    # Accounts clusterbake did not make are never touched: the image's own, one made by hand.
+    for root in roots.values():
+        with (root / "etc/passwd").open("a") as passwd:
+            passwd.write("pi:x:1000:1000::/home/pi:/bin/bash\ndave:x:3000:3000::/home/dave:/bin/sh\n")
+    capsys.readouterr()
+
+    gone = edited_lab(tmp_path, BOB, "")
+    assert run_apply(plans(gone), LocalTransport(roots), yes=True) == 0
+    out = capsys.readouterr().out
+    for name in roots:
+        assert f"{name}: user bob: remove (its home is kept)" in out, out
+        passwd = (roots[name] / "etc/passwd").read_text()
+        assert "\nbob:" not in passwd and "\npi:x:1000:" in passwd and "\ndave:x:3000:" in passwd, name
+        assert "\nalice:x:2001:" in passwd, name
+        assert not (roots[name] / "etc/sudoers.d/010_bob-nopasswd").exists(), name
+    assert (roots["c1"] / "home/bob/results.csv").read_text() == "1,2\n"
+    assert "user pi" not in out and "user dave" not in out
+    assert run_apply(plans(gone), LocalTransport(roots), yes=True) == 0
+    assert "no change" in capsys.readouterr().out
+
+
+def test_only_accounts_clusterbake_recorded_with_the_same_uid_are_removed(lab: Lab, tmp_path: Path) -> None:
+    _, _, roots = lab
+    record = (roots["c2"] / "etc/clusterbake/users").read_text()
+    assert "\nalice 2001\nbob 2002\n" in record
+    # bob on c2 is no longer the account clusterbake made (another uid): it stays.
+    passwd = roots["c2"] / "etc/passwd"
+    passwd.write_text(passwd.read_text().replace("bob:x:2002:2002:", "bob:x:2102:2102:"))
+    reports = {r.name: r for r in probe_nodes(plans(edited_lab(tmp_path, BOB, "")), LocalTransport(roots))}
+    assert reports["c1"].drift is not None and reports["c1"].drift.remove_users == ("bob",)
+    assert reports["c2"].drift is not None and reports["c2"].drift.remove_users == ()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from builder.image import clean_leftovers
 from builder.image.boot import BootPartition
+from builder.image.chroot import emulation_env
 from builder.image.layout import read_layout
 from builder.image.loop import attached
 from builder.image.mounts import mounted
@@ -38,6 +39,7 @@ NODE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
     "HOME": "/root",
+    **emulation_env("arm64"),
 }
 # The units a booting node would start that this test exercises, in systemd's order for them.
 BOOT_ORDER = (
@@ -64,6 +66,7 @@ class NodeSpec:
     role: str
     image: Path                   # an SD-card image, or a directory: a container's unpacked template
     address: str | None = None    # a container's address/prefix, which Proxmox gives it (pct --net0 ip=)
+    node_txt: str | None = None   # the card's node.txt (a node card); by default the node's name
 
 
 @dataclass
@@ -206,7 +209,7 @@ def boot_cluster(specs: Sequence[NodeSpec], scratch: Path) -> Iterator[Cluster]:
                 layout = read_layout(spec.image)
                 boot = root / layout.boot_mountpoint.lstrip("/")
                 BootPartition(layout.image, layout.boot).export(boot)
-                (boot / "node.txt").write_text(spec.name + "\n")
+                (boot / "node.txt").write_text(spec.node_txt or spec.name + "\n")
             netns = stack.enter_context(network_namespace(f"{NETNS_PREFIX}{tag}-{spec.name}"))
             veth = f"cbt{secrets.token_hex(4)}{index}"[:15]
             _ip("-n", bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)

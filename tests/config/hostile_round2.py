@@ -9,7 +9,7 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from tests.config.hostile_cases import add_node, at, both, env, need_root, overlay_file, profile_line
+from tests.config.hostile_cases import Make, add_node, at, both, env, need_root, overlay_file, profile_line
 from tests.config.hostile_support import Case, Sandbox
 
 # --- 1. no host file reaches an image through overlays or profiles -----------------------------
@@ -301,4 +301,42 @@ ROLES: list[Case] = [
                                          add_node(name="nas", role="fileserver", ip="10.0.0.30")), "nodes[1].role"),
 ]
 
-ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *ROLES, *SETTINGS, *TEMPLATE_LIMITS, *TRACEBACKS]
+# --- 4. Slurm partitions (`slurm.partitions`) --------------------------------------------------------
+
+def partitions(*items: Any) -> Make:
+    def make(box: Sandbox) -> None:
+        del box.data["slurm"]["partition"]
+        box.data["slurm"]["partitions"] = list(items)
+    return make
+
+
+PARTITIONS: list[Case] = [
+    Case("partitions-and-partition", at(("slurm", "partitions"), [{"name": "main"}]), "slurm.partitions"),
+    Case("partitions-empty", partitions(), "slurm.partitions"),
+    Case("partitions-not-a-list", both(partitions(), at(("slurm", "partitions"), "main")), "slurm.partitions"),
+    Case("partition-not-a-mapping", partitions("main"), "slurm.partitions[0]"),
+    Case("partition-no-name", partitions({"max_time": "60"}), "slurm.partitions[0].name"),
+    Case("partition-keyword", partitions({"name": "DEFAULT"}), "slurm.partitions[0].name"),
+    Case("partition-twice", partitions({"name": "main"}, {"name": "main"}), "slurm.partitions[1].name"),
+    Case("partition-max-time-words", partitions({"name": "main", "max_time": "2 days"}),
+         "slurm.partitions[0].max_time"),
+    Case("partition-max-time-zero", partitions({"name": "main", "max_time": 0}), "slurm.partitions[0].max_time"),
+    Case("partition-max-time-75-minutes", partitions({"name": "main", "max_time": "1:75:00"}),
+         "slurm.partitions[0].max_time"),
+    Case("partition-max-time-25-hours", partitions({"name": "main", "max_time": "1-25"}),
+         "slurm.partitions[0].max_time"),
+    Case("partition-max-time-float", partitions({"name": "main", "max_time": 1.5}), "slurm.partitions[0].max_time"),
+    Case("partition-unknown-node", partitions({"name": "main", "nodes": ["node09"]}),
+         "slurm.partitions[0].nodes[0]"),
+    Case("partition-node-twice", partitions({"name": "main", "nodes": ["node01", "node01"]}),
+         "slurm.partitions[0].nodes[1]"),
+    Case("partition-node-without-slurmd", partitions({"name": "main", "nodes": ["head"]}),
+         "slurm.partitions[0].nodes[0]"),
+    Case("partition-nodes-empty", partitions({"name": "main", "nodes": []}), "slurm.partitions[0].nodes"),
+    Case("partition-two-defaults", partitions({"name": "a", "default": True}, {"name": "b", "default": True}),
+         "slurm.partitions[1].default"),
+    Case("partition-default-text", partitions({"name": "a", "default": "yes"}), "slurm.partitions[0].default"),
+    Case("partition-unknown-key", partitions({"name": "main", "maxtime": "60"}), "slurm.partitions[0].maxtime"),
+]
+
+ROUND2: list[Case] = [*HOST_FILES, *NETWORKS, *ROLES, *SETTINGS, *TEMPLATE_LIMITS, *TRACEBACKS, *PARTITIONS]

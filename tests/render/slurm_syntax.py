@@ -40,7 +40,8 @@ NODE_KEYS: dict[str, re.Pattern[str]] = {
 }
 PARTITION_KEYS: dict[str, re.Pattern[str]] = {
     "PartitionName": NAME, "Nodes": re.compile(r"^[a-z0-9-]+(\[\d+-\d+\])?(,[a-z0-9-]+(\[\d+-\d+\])?)*$"),
-    "Default": re.compile(r"^(YES|NO)$"), "MaxTime": re.compile(r"^(INFINITE|\d+)$"),
+    "Default": re.compile(r"^(YES|NO)$"),
+    "MaxTime": re.compile(r"^(INFINITE|\d+|\d+:\d\d(:\d\d)?|\d+-\d\d?(:\d\d(:\d\d)?)?)$"),
     "State": re.compile(r"^(UP|DOWN|DRAIN|INACTIVE)$"),
 }
 

@@ -18,7 +18,7 @@ from builder.errors import InputError
 from builder.render import render_plan
 from builder.render.gpio import with_button_hold
 from tests.render import slurm_syntax
-from tests.render.render_support import BOB_KEYS, OVERLAYS, PROFILES, file, paths, plan, text
+from tests.render.render_support import BOB_KEYS, OVERLAYS, PROFILES, SMALL, file, paths, plan, private, text
 
 ROLES = ["controller", "compute", "login", "timeserver", "auxiliary"]
 KEYFILE = "/etc/NetworkManager/system-connections/eth0.nmconnection"
@@ -99,6 +99,22 @@ def test_slurm_conf_of_the_small_lab(small: Cluster) -> None:
     assert conf.partitions == {"batch": {"PartitionName": "batch", "Nodes": "clock,c[1-2]", "Default": "YES",
                                          "MaxTime": "INFINITE", "State": "UP"}}
     assert s["DefMemPerCPU"] == str(3700 // 4)
+
+
+def test_partitions_and_their_time_limits_come_from_the_cluster_file(tmp_path: Path) -> None:
+    path = tmp_path / "minilab.yaml"
+    path.write_text(SMALL.replace("slurm: {controller: boss, partition: batch}",
+                                  'slurm:\n  controller: boss\n  partitions:\n'
+                                  '    - {name: batch, max_time: "2-00:00:00"}\n'
+                                  '    - {name: short, nodes: [c1, c2], max_time: 30, default: true}\n'))
+    cluster = private(load_cluster(path, profiles_dir=PROFILES), tmp_path)
+    assert cluster.slurm_partition == "short"
+    conf = slurm_syntax.parse(text(plan(cluster, role="controller"), "/etc/slurm/slurm.conf"))
+    assert conf.partitions == {
+        "batch": {"PartitionName": "batch", "Nodes": "clock,c[1-2]", "Default": "NO", "MaxTime": "2-00:00:00",
+                  "State": "UP"},
+        "short": {"PartitionName": "short", "Nodes": "c[1-2]", "Default": "YES", "MaxTime": "30", "State": "UP"},
+    }
 
 
 def test_slurm_conf_of_the_reference_lab(reference: Cluster) -> None:

@@ -51,7 +51,7 @@ def test_cluster_wide_files_are_the_pis_own(mixed: Cluster, boss: RenderPlan, sm
 
 def test_the_board_parts_are_left_out(boss: RenderPlan) -> None:
     assert not [p for p in paths(boss) if p.startswith(("/boot/", "/etc/cloud/", "/etc/NetworkManager/",
-                                                        "/etc/clusterbake/", "/etc/chrony/"))]
+                                                        "/etc/clusterbake/inventory", "/etc/chrony/"))]
     assert "/usr/local/lib/clusterbake/identity.py" not in paths(boss)
     assert "/etc/systemd/system/clusterbake-munge-key.service" not in paths(boss)
     assert (boss.boot_files, boss.config_txt_lines, boss.config_txt_boards, boss.cmdline_args) == ((), (), (), ())

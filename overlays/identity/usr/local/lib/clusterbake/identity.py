@@ -5,7 +5,10 @@ A role image fits every node of its role. This script (run by clusterbake-identi
 before NetworkManager) picks the node from /etc/clusterbake/inventory.json, in this order:
 
   1. /boot/firmware/node.txt names it: a person's explicit choice beats anything detected,
-     and it is the way to swap a board without editing the cluster file;
+     and it is the way to swap a board without editing the cluster file. A node card
+     (`clusterbake node-card NAME`: the name, then the node's identity as one JSON line)
+     also carries the node's files, so it works for a node added after the image was built;
+     a card that is not valid for this image is refused as a whole, before anything is written;
   2. the board's serial number (/proc/device-tree/serial-number, else `Serial` in
      /proc/cpuinfo) equals the node's `serial`, or ends with it (the short form);
   3. one of the board's MAC addresses (/sys/class/net/*/address) is the node's `mac`.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import posixpath
 import re
 import shutil
 import sys
@@ -34,6 +38,10 @@ INVENTORY = "etc/clusterbake/inventory.json"
 NODE_TXT = "boot/firmware/node.txt"
 DONE = "var/lib/clusterbake/identity"
 SELF_ALIAS = "127.0.1.1"
+MAX_NODE_TXT = 1 << 20
+HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+# What a card's files may never be: the boot partition, the kernel's trees, the identity's own record.
+FORBIDDEN = ("/boot/", "/proc/", "/sys/", "/dev/", "/run/", "/var/lib/clusterbake/")
 
 
 def say(message: str) -> None:
@@ -71,16 +79,80 @@ def board_macs(sys_dir: Path) -> list[str]:
     return macs
 
 
-def wanted_name(root: Path) -> str | None:
+class BadCard(Exception):
+    """A node.txt that cannot be used: the message says why, in one line."""
+
+
+def _lines(root: Path) -> list[str] | None:
     try:
-        text = (root / NODE_TXT).read_text(errors="replace")
+        with (root / NODE_TXT).open("rb") as f:
+            raw = f.read(MAX_NODE_TXT + 1)
     except OSError:
         return None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            return line.split()[0].lower()
-    return None
+    if len(raw) > MAX_NODE_TXT:
+        raise BadCard(f"/{NODE_TXT} is larger than {MAX_NODE_TXT} bytes")
+    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def read_node_txt(root: Path) -> tuple[str | None, dict[str, Any] | None]:
+    """The name node.txt gives, and its node card (the line after the name) if it has one."""
+    lines = _lines(root)
+    if not lines:
+        return None, None
+    name = lines[0].split()[0].lower()
+    # Other lines are ignored, as in a plain node.txt; a line starting with `{` is a node card's identity.
+    cards = [line for line in lines[1:] if line.startswith("{")]
+    if not cards:
+        return name, None
+    try:
+        card = json.loads(cards[0])
+    except ValueError as exc:
+        raise BadCard(f"/{NODE_TXT}: its identity line is not a node card's JSON ({exc}); "
+                      f"make it again with `clusterbake node-card {name}`") from None
+    if len(cards) > 1 or not isinstance(card, dict):
+        raise BadCard(f"/{NODE_TXT}: a node card is the name and one JSON line; "
+                      f"make it again with `clusterbake node-card {name}`")
+    return name, card
+
+
+def _names(root: Path, table: str) -> set[str]:
+    try:
+        return {line.split(":", 1)[0] for line in (root / "etc" / table).read_text().splitlines() if ":" in line}
+    except OSError:
+        return {"root"}
+
+
+def check_card(root: Path, inventory: dict[str, Any], name: str, card: dict[str, Any]) -> dict[str, Any]:
+    """The card as an inventory entry, if it is one for this image; else BadCard naming what is wrong."""
+    def bad(why: str) -> BadCard:
+        return BadCard(f"/{NODE_TXT}: {why}; nothing written (make the card again with "
+                       f"`clusterbake node-card {name}` from the cluster file)")
+
+    if card.get("cluster") != inventory["cluster"] or card.get("role") != inventory["role"]:
+        raise bad(f"the card is for a {card.get('role')!r} node of {card.get('cluster')!r}, this image is a "
+                  f"{inventory['role']!r} image of {inventory['cluster']!r}")
+    if card.get("name") != name or not HOSTNAME.fullmatch(name):
+        raise bad(f"the card's name {card.get('name')!r} is not its first line {name!r}, or not a host name")
+    files = card.get("files")
+    if not isinstance(files, list) or not files:
+        raise bad("the card has no files")
+    users, groups = _names(root, "passwd"), _names(root, "group")
+    for file in files:
+        if not isinstance(file, dict):
+            raise bad("a file of the card is not an object")
+        path = file.get("path")
+        if (not isinstance(path, str) or not path.startswith("/") or posixpath.normpath(path) != path
+                or path.startswith(FORBIDDEN)):
+            raise bad(f"file path {path!r} is not an absolute, normal path of the root file system")
+        mode = file.get("mode")
+        if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
+            raise bad(f"{path}: mode {mode!r} is not a file mode")
+        if file.get("owner") not in users or file.get("group") not in groups:
+            raise bad(f"{path}: owner {file.get('owner')!r}:{file.get('group')!r} is not an account of this image")
+        if not isinstance(file.get("text"), str):
+            raise bad(f"{path}: no text")
+    return {"name": name, "files": files}
 
 
 def serial_matches(configured: str | None, serial: str | None) -> bool:
@@ -91,14 +163,17 @@ def serial_matches(configured: str | None, serial: str | None) -> bool:
 
 
 def pick(inventory: dict[str, Any], wanted: str | None, serial: str | None,
-         macs: list[str]) -> tuple[dict[str, Any] | None, str]:
+         macs: list[str], card: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, str]:
     nodes = inventory["nodes"]
+    if card is not None:
+        return card, f"node card /{NODE_TXT}"
     if wanted:
         for node in nodes:
             if node["name"] == wanted:
                 return node, f"named in /{NODE_TXT}"
         say(f"/{NODE_TXT} names {wanted!r}, which is not a {inventory['role']} node of {inventory['cluster']} "
-            f"(known: {', '.join(n['name'] for n in nodes) or 'none'}); ignoring it")
+            f"(known: {', '.join(n['name'] for n in nodes) or 'none'}); ignoring it (a node added since the "
+            f"image was built needs its node card: clusterbake node-card {wanted})")
     for node in nodes:
         if serial_matches(node.get("serial"), serial):
             return node, f"serial {serial}"
@@ -167,7 +242,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     serial = board_serial(args.proc)
     macs = board_macs(args.sys)
-    node, reason = pick(inventory, wanted_name(root), serial, macs)
+    try:
+        wanted, card = read_node_txt(root)
+        if card is not None:
+            card = check_card(root, inventory, str(wanted), card)
+    except BadCard as exc:
+        # Not half a node: no file of any node is written; the board stays on DHCP and tries again next boot.
+        name = fallback_name(inventory["cluster"], serial, macs)
+        set_hostname(root, args.proc, name)
+        say(f"{exc}; staying on DHCP as {name}")
+        return 1
+    node, reason = pick(inventory, wanted, serial, macs, card)
 
     if node is None:
         name = fallback_name(inventory["cluster"], serial, macs)
