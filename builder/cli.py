@@ -133,8 +133,9 @@ def _cmd_netboot(args: argparse.Namespace) -> int:
         cluster = load_cluster(cluster_file, profiles_dir=profiles_dir())
         require_diskless(cluster)
         job = plan_job(cluster, [(NETBOOT_ROLES[0], None)], out_dir=args.out, cache=args.cache, offline=args.offline)
-        [image] = build_job(job)
-        print(served_tree(cluster, image, args.tree or args.out / "netboot", overlays_dir=overlays_dir()), flush=True)
+        [built] = build_job(job)
+        tree = served_tree(cluster, built.path, args.tree or args.out / "netboot", overlays_dir=overlays_dir())
+        print(tree, flush=True)
         return 0
 
     if not args.demo:

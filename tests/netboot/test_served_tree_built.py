@@ -34,7 +34,8 @@ def test_the_served_tree_is_the_compute_image_booted_over_nfs(tmp_path: Path, se
     (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(data))
     cluster = load_cluster(tmp_path / "cluster.yaml", profiles_dir=profiles_dir())
     job = plan_job(cluster, [("compute", None)], out_dir=tmp_path / "out", cache=cache_root())
-    [image] = build_job(job)
+    [job_image] = build_job(job)
+    image = job_image.path
     tree = served_tree(cluster, image, tmp_path / "netboot", overlays_dir=overlays_dir())
     assert sorted(os.listdir(tree / "srv/netboot")) == ["2c-cf-67-00-00-02", "abcdef01"]
     assert not list(tmp_path.glob(".netboot.*"))          # staging renamed into place, nothing left beside it
