@@ -19,7 +19,8 @@ from pathlib import Path
 
 from builder.cache import cache_entry, recipe_key
 from builder.command import run
-from builder.errors import CommandFailed, EnvironmentProblem
+from builder.errors import EnvironmentProblem
+from builder.image.debootstrap import KEYRING, debootstrap
 from builder.image.tree import DirectoryRoot
 from builder.progress import step
 from builder.settings import settings
@@ -29,7 +30,6 @@ log = logging.getLogger("clusterbake")
 FOLDER = "lxc"
 SUITE = "trixie"
 ARCH = "amd64"
-KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # debootstrap's own pass (it resolves no virtual packages): a root that boots under systemd.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "apt", "ca-certificates")
 # Then apt: what a Proxmox container of a login node needs. ifupdown because Proxmox writes the
@@ -56,12 +56,11 @@ def container_base(cache: Path) -> Path:
         if os.geteuid() != 0:
             raise EnvironmentProblem("building the container base needs root (debootstrap, file ownership)",
                                      hint="run as root, e.g. sudo make image NODE=…")
-        if not KEYRING.is_file():
-            raise EnvironmentProblem(f"{KEYRING} is missing: debootstrap could not check Debian's signatures",
-                                     hint="apt-get install debian-archive-keyring")
         with step(f"Container base {tarball.name} (debootstrap {SUITE} {ARCH}, native)"):
             root = work / "root"
-            _debootstrap(root, debs=cache / "apt-archives" / f"{ARCH}-{SUITE}", logs=tarball.parent)
+            # .debs kept across builds, shared with apt's cache
+            debootstrap(root, arch=ARCH, suite=SUITE, mirror=mirror(), include=PACKAGES,
+                        debs=cache / "apt-archives" / f"{ARCH}-{SUITE}", logs=tarball.parent)
             _write_sources(root)
             with DirectoryRoot(root).chroot(apt_cache=cache / "apt-archives") as chroot, \
                     step("apt-get install the container's own packages"):
@@ -88,25 +87,6 @@ def unpack_root(tarball: Path, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-xpf", tarball],
         label="tar unpack")
-
-
-def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
-    (debs / "partial").mkdir(parents=True, exist_ok=True)
-    argv: list[str | os.PathLike[str]] = [
-        "debootstrap", f"--arch={ARCH}", "--variant=minbase", "--include=" + ",".join(PACKAGES),
-        f"--keyring={KEYRING}", "--force-check-gpg",
-        f"--cache-dir={debs.resolve()}",   # .debs kept across builds, shared with apt's cache
-        SUITE, root, mirror(),
-    ]
-    saved = logs / "debootstrap-failed.log"
-    saved.unlink(missing_ok=True)
-    try:
-        run(argv, label="debootstrap", timeout=3600)
-    except CommandFailed as exc:
-        detail = root / "debootstrap" / "debootstrap.log"
-        if detail.exists():
-            shutil.copyfile(detail, saved)
-        raise CommandFailed(exc.message, hint=f"see {saved} for debootstrap's own log") from exc
 
 
 def _write_sources(root: Path) -> None:
