@@ -109,7 +109,7 @@ node-card: deps
 
 # Timings and peak memory of each pipeline step, cold and warm caches.
 bench: deps
-	$(PY) -m builder.bench $(ARGS)
+	$(PY) -m tests.bench.speed $(ARGS)
 
 lint: venv
 	$(PY) -m pytest tests/test_linters.py

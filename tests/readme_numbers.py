@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder.bench import markdown_report
 from builder.paths import repo_root
+from tests.bench.speed import markdown_report
 from tests.suite_record import collected_nodeids, folder_of
 
 README = repo_root() / "README.md"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.bench import machine_facts
 from builder.paths import repo_root
+from tests.bench.speed import machine_facts
 
 RECORD_SETTING = "CLUSTERBAKE_SUITE_RECORD"
 OUTCOMES = ("passed", "failed", "skipped", "error")

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from builder.bench import (
+from builder.build import plan_job
+from builder.config import load_cluster
+from builder.layers import layer_path, layer_record_path, role_layers
+from builder.paths import repo_root
+from tests.bench.speed import (
     COLUMNS,
     Goal,
     Measurement,
@@ -26,10 +30,6 @@ from builder.bench import (
     role_layer_rows,
     write_scale_cluster,
 )
-from builder.build import plan_job
-from builder.config import load_cluster
-from builder.layers import layer_path, layer_record_path, role_layers
-from builder.paths import repo_root
 
 RESULTS = [
     Measurement("fetch", "cold", seconds=31.4159, cpu_seconds=40.02, rss_self_kib=60 * 1024, rss_children_kib=98_000),

@@ -691,7 +691,7 @@ def bench(*, quick: bool, out: Path) -> Run:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m builder.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.speed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip the cold builds")
     parser.add_argument("--out", type=Path, default=None,
                         help="where to write the results (default: tests/measured/bench.json, the README's "
