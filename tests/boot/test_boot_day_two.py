@@ -51,6 +51,9 @@ POWERED_OFF = "node01"           # off during the first apply
 HAND_EDITED = "node02"           # a file changed by hand, shown in the diff, kept until confirmed
 HAND_LINE = "10.78.0.99\tbyhand   # added by hand"
 HOST_KEY_CHANGED = "gps"         # a wrong line for it in a copy of known_hosts
+# A later sudoers rule asking for a password for python3 (the agent) only: sudo -n still runs `rm` to undo it.
+SUDO_RULE = "/etc/sudoers.d/zz-clusterbake-test"
+SUDO_ASKS = f"{USER} ALL=(ALL:ALL) PASSWD: /usr/bin/python3\n"
 APPLY_TIMEOUT = 900
 POWER_OFF_TIMEOUT = 180
 PROMETHEUS = "http://10.78.0.20:9090/api/v1/targets?state=active"
@@ -171,6 +174,18 @@ def apply_summary(output: str) -> list[str]:
             or "scontrol reconfigure" in line]
 
 
+def changed_paths(output: str) -> list[str]:
+    """Per node, the files and users an apply's diff named."""
+    named: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        node, _, rest = line.partition(":")
+        if rest.startswith("/") and ": " in rest and " " not in node:
+            named.setdefault(node, []).append(rest.split(": ", 1)[0])
+        elif rest.startswith(" user ") and " " not in node:
+            named.setdefault(node, []).append(rest.strip().rsplit(":", 1)[0])
+    return [f"{node}: {', '.join(items)}" for node, items in named.items()]
+
+
 def test_apply_changes_the_running_lab_without_a_reboot(booted: Booted, bootlab: BootLab, tmp_path: Path) -> None:
     machines = booted.machines
     if any(state != "running" for state in booted.states.values()):
@@ -223,6 +238,13 @@ def test_apply_changes_the_running_lab_without_a_reboot(booted: Booted, bootlab:
         refused = clusterbake("status", changed, "--node", gps.name)
         expect(problems, refused.returncode == 3 and "its SSH host key is not the one pinned" in refused.stdout,
                lambda: f"{gps.name}: a changed host key was not refused: {log[-1]}")
+        # Hostile: sudo asking for a password there is reported as such, not as a hang.
+        edited_by_hand.ssh(["sudo", "-n", "sh", "-c", f"printf '{SUDO_ASKS}' > /tmp/rule && visudo -cqf /tmp/rule "
+                            f"&& install -m 0440 /tmp/rule {SUDO_RULE}"], check=True)
+        asked = clusterbake("status", edited, "--node", edited_by_hand.name)
+        edited_by_hand.ssh(["sudo", "-n", "rm", "-f", SUDO_RULE], check=True)
+        expect(problems, asked.returncode == 3 and "sudo needs a password there" in asked.stdout,
+               lambda: f"{edited_by_hand.name}: sudo asking for a password was not reported: {log[-1]}")
         # Hostile: a file edited by hand shows in the diff and stays until the change is confirmed.
         edited_by_hand.ssh(["sudo", "-n", "sh", "-c", f"echo '{HAND_LINE}' >> /etc/hosts"], check=True)
         unconfirmed = clusterbake("apply", edited, "--node", edited_by_hand.name)
@@ -267,6 +289,11 @@ def test_apply_changes_the_running_lab_without_a_reboot(booted: Booted, bootlab:
         expect(problems, srun.returncode == 0 and sorted(srun.stdout.split()) == pair,
                f"{head.name}: {NEW_USER}'s srun -N2 -w {','.join(pair)} hostname gave exit {srun.returncode}, "
                f"{srun.stdout.split()} {srun.stderr.strip()[-300:]}")
+        # Her cluster key (made on the file server when apply added her) takes her from node to node.
+        hop = as_user(lan, key, off.spec.ip, ["ssh", "-o", "BatchMode=yes", node03.name, "hostname"])
+        expect(problems, hop.returncode == 0 and hop.stdout.strip() == node03.name,
+               f"{off.name}: {NEW_USER}'s ssh {node03.name} hostname gave exit {hop.returncode}, "
+               f"{hop.stdout.strip()!r} {hop.stderr.strip()[-300:]}")
         health: dict[str, str] = {}
 
         def node03_scraped() -> bool:
@@ -287,6 +314,7 @@ def test_apply_changes_the_running_lab_without_a_reboot(booted: Booted, bootlab:
         "day two (issue 24): apply over SSH from inside the LAN, node03 from its card, node01 off during apply",
         *(f"  {line}" for line in times),
         *(f"  {line}" for entry in log for line in [entry.splitlines()[0], *apply_summary(entry)]),
+        *(f"  first apply: {line}" for line in changed_paths(log[0])),
         f"  {NEW_USER}'s srun -N2: {' '.join(sorted(srun.stdout.split()))}; Prometheus: {health}",
         f"  pinned host keys: {len(pinned.splitlines())} lines"]))
     assert not problems, "\n".join([*problems, *log])
