@@ -13,9 +13,10 @@ PY := $(VENV)/bin/python
 # Debian packages the builder and its tests call (see README "Dependencies").
 SYSTEM_PACKAGES := mtools dosfstools fdisk e2fsprogs mount util-linux qemu-user-static \
 	xz-utils zstd pigz gnupg debootstrap bmap-tools iproute2 python3-venv ca-certificates \
-	qemu-system-arm cpio openssh-client debian-archive-keyring device-tree-compiler nftables
+	qemu-system-arm cpio openssh-client debian-archive-keyring device-tree-compiler nftables \
+	dnsmasq-base tftp-hpa
 
-.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean status apply node-card
+.PHONY: deps system-deps venv check fetch image images demo test measure cluster-test boot-test release verify-release flash bench lint clean status apply node-card netboot
 
 deps: system-deps venv
 
@@ -85,6 +86,10 @@ release: deps
 
 verify-release: deps
 	$(PY) -m builder verify-release --key "$(RELEASE_KEY)" $(ARGS)
+
+# Diskless compute nodes: the served tree in $(OUT)/netboot, from the compute role image (DEMO=1: stand-in base).
+netboot: deps
+	$(PY) -m builder netboot --cluster $(CLUSTER) --out $(OUT) $(if $(DEMO),--demo) $(ARGS)
 
 IMAGE ?=
 DEVICE ?=

@@ -55,10 +55,10 @@ import yaml
 from builder import progress
 from builder.acquire import fetch_base
 from builder.acquire.decompress import decompress
-from builder.build import BuildRequest, build_job, plan_build, plan_job, profiles_dir
+from builder.build import build_job, plan_job, profiles_dir
 from builder.cache import staging_dir
 from builder.command import run
-from builder.config import load_cluster
+from builder.config import Cluster, load_cluster
 from builder.demo.cluster import demo_cluster_file
 from builder.demo.download_site import publish_standin, serve_standin
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
@@ -317,7 +317,7 @@ Params = Mapping[str, str]
 
 
 def _prepare_fetch(work: Workspace, params: Params) -> Callable[[], object]:
-    cluster = _request(work).cluster
+    cluster = _cluster(work)
     return lambda: fetch_base(cluster.base_image, cache=work.cache)
 
 
@@ -347,10 +347,10 @@ def _prepare_decompress(work: Workspace, params: Params) -> Callable[[], object]
 def _prepare_images(work: Workspace, params: Params) -> Callable[[], object]:
     if "profiles" in params:
         os.environ["CLUSTERBAKE_PROFILES"] = params["profiles"]
-    cluster = _request(work).cluster
+    cluster = _cluster(work)
     roles = params["roles"].split(",") if "roles" in params else list(cluster.roles)
     job = plan_job(cluster, [(role, None) for role in roles], out_dir=work.out, cache=work.cache)
-    return lambda: ",".join(map(str, build_job(job)))
+    return lambda: ",".join(str(built.path) for built in build_job(job))
 
 
 def _prepare_flash(work: Workspace, params: Params) -> Callable[[], object]:
@@ -407,9 +407,8 @@ STEPS: dict[str, Callable[[Workspace, Params], Callable[[], object]]] = {
 }
 
 
-def _request(work: Workspace) -> BuildRequest:
-    cluster = load_cluster(work.cluster_file, profiles_dir=profiles_dir())
-    return BuildRequest(cluster=cluster, role=ROLE, out_dir=work.out, cache=work.cache)
+def _cluster(work: Workspace) -> Cluster:
+    return load_cluster(work.cluster_file, profiles_dir=profiles_dir())
 
 
 def _step_process(name: str, work: Workspace, params: Params, verbosity: tuple[bool, bool],
@@ -539,7 +538,7 @@ class Run:
         one, _ = self.measure(f"{ROLE} image", "cold", "images", {"roles": ROLE})
         self.forget_builds()
         cluster, images = self.measure("every role image", "cold", "images")
-        self.roles = role_layer_rows(self.work.cache, base, images.split(","), _request(self.work))
+        self.roles = role_layer_rows(self.work.cache, base, images.split(","), _cluster(self.work))
         fetched = [p for p in (self.work.cache / "apt-lists").iterdir() if p.is_dir()]
         self.goal("cluster", "every role image, cold / one role image, cold", cluster.seconds, one.seconds, "s")
         self.goal("apt lists", "apt-get update runs for every role image, cold", len(fetched), 1, "runs")
@@ -588,13 +587,13 @@ class Run:
         self.goal("builder RSS", "builder peak RSS (any step) / its budget", peak, RSS_BUDGET_MIB, "MiB")
 
 
-def role_layer_rows(cache: Path, base: Path, images: Sequence[str], request: BuildRequest) -> list[RoleLayer]:
+def role_layer_rows(cache: Path, base: Path, images: Sequence[str], cluster: Cluster) -> list[RoleLayer]:
     """Each role's layers in `cache` (cold time from the record the build left) and its image's size."""
     rows = []
-    for role in request.cluster.roles:
+    job = plan_job(cluster, [(role, None) for role in cluster.roles], secrets=False, cache=cache)
+    for role, plan in zip(cluster.roles, job.plans, strict=True):
         image = next((Path(i) for i in images if Path(i).name.endswith(f"-{role}.img")), None)
         image_mib = _allocated_mib(image) if image is not None and image.exists() else 0.0
-        plan = plan_build(BuildRequest(cluster=request.cluster, role=role, cache=cache, secrets=False))
         for layer in role_layers(base, plan):
             path = layer_path(cache, layer)
             record = layer_record_path(path)
@@ -622,7 +621,7 @@ def quick_run(run_: Run) -> None:
     _, base = measure("fetch", "cold, unreported", "fetch", run_.work)
     _seed_layers(run_.work, Path(base))
     _, images = measure("every role image", "cold or seeded, unreported", "images", run_.work)
-    run_.roles = role_layer_rows(run_.work.cache, Path(base), images.split(","), _request(run_.work))
+    run_.roles = role_layer_rows(run_.work.cache, Path(base), images.split(","), _cluster(run_.work))
     run_.decompression()
     _, produced = run_.measure(f"{ROLE} image", "every layer cached (template only)", "images", {"roles": ROLE})
     run_.flash_and_scale(Path(produced))
@@ -631,9 +630,8 @@ def quick_run(run_: Run) -> None:
 
 def _seed_layers(work: Workspace, base: Path) -> None:
     """Copy the user's cached layers of every role, with their records: they spare minutes of apt under qemu."""
-    cluster = _request(work).cluster
-    for role in cluster.roles:
-        plan = plan_build(BuildRequest(cluster=cluster, role=role, cache=work.cache))
+    cluster = _cluster(work)
+    for plan in plan_job(cluster, [(role, None) for role in cluster.roles], cache=work.cache).plans:
         for layer in role_layers(base, plan):
             theirs, ours = layer_path(cache_root(), layer), layer_path(work.cache, layer)
             if theirs.is_file() and not ours.exists():

@@ -19,7 +19,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from builder.command import run
@@ -70,6 +70,20 @@ def locked(lock_file: Path, *, wait: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_entry(path: Path, make: Callable[[Path], object], *, lock: Path | None = None) -> bool:
+    """The one way an entry enters the cache: under its lock (`<name>.lock` beside it unless `lock`
+    says otherwise), nothing to do if `path` exists (an earlier build, or another builder while we
+    waited, made it); else `make(work)` writes `work / path.name` in a private staging directory,
+    which is renamed onto `path` once `make` returns. Returns whether this call made it."""
+    with locked(lock or path.with_name(f"{path.name}.lock")):
+        if path.exists():
+            return False
+        with staging_dir(path.parent) as work:
+            make(work)
+            install(work / path.name, path)
+    return True
 
 
 def install(source: Path, dest: Path) -> None:

@@ -47,8 +47,6 @@ def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, st
     """Build the (role, node) `targets`, or every artefact of the cluster (`image_targets`) when None."""
     from builder.build import build_job, plan_job, profiles_dir
     from builder.config import load_cluster
-    from builder.config.platforms import RASPBERRY_PI
-    from builder.container.pct import pct_instructions
     from builder.render.platform import image_targets
 
     cluster = load_cluster(args.cluster, profiles_dir=profiles_dir())
@@ -56,10 +54,10 @@ def _build_requests(args: argparse.Namespace, targets: list[tuple[str | None, st
         targets = image_targets(cluster)
     job = plan_job(cluster, targets, secrets=not args.no_secrets, out_dir=args.out, cache=args.cache,
                    offline=args.offline)
-    for plan, image in zip(job.plans, build_job(job), strict=True):
-        if plan.node is not None and plan.node.platform != RASPBERRY_PI:
-            print(pct_instructions(cluster, plan.node), flush=True)
-        print(image, flush=True)
+    for built in build_job(job):
+        if built.next_steps is not None:
+            print(built.next_steps, flush=True)
+        print(built.path, flush=True)
     return 0
 
 
@@ -122,6 +120,31 @@ def _cmd_flash(args: argparse.Namespace) -> int:
                    bmap=args.bmap, use_bmap=not args.no_bmap)
     print(f"{args.image} written to {device.describe()} and read back: identical")
     return 0
+
+
+def _cmd_netboot(args: argparse.Namespace) -> int:
+    """The diskless nodes' served tree from the compute role image (built, or found in the cache)."""
+    from builder.build import build_job, overlays_dir, plan_job, profiles_dir
+    from builder.config import load_cluster
+    from builder.config.netboot import NETBOOT_ROLES
+    from builder.netboot.served_tree import require_diskless, served_tree
+
+    def netboot(cluster_file: Path) -> int:
+        cluster = load_cluster(cluster_file, profiles_dir=profiles_dir())
+        require_diskless(cluster)
+        job = plan_job(cluster, [(NETBOOT_ROLES[0], None)], out_dir=args.out, cache=args.cache, offline=args.offline)
+        [built] = build_job(job)
+        tree = served_tree(cluster, built.path, args.tree or args.out / "netboot", overlays_dir=overlays_dir())
+        print(tree, flush=True)
+        return 0
+
+    if not args.demo:
+        return netboot(args.cluster)
+    from builder.demo.cluster import demo_cluster_file
+    from builder.demo.download_site import serve_standin
+
+    with serve_standin(args.cache) as base_image:
+        return netboot(demo_cluster_file(args.cluster, base_image, args.cache / "demo" / "cluster.yaml"))
 
 
 def _node_plans(args: argparse.Namespace) -> tuple[Cluster, tuple[NodePlan, ...]]:
@@ -209,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--base-url", help="URL the files will be downloaded from, for os_list.json "
                                             "(default: file:// URLs of --dist)")
     release.add_argument("--demo", action="store_true", help="from the offline stand-in base (see `demo`)")
+    netboot = command("netboot", _cmd_netboot, "the diskless nodes' served tree (TFTP folders, shared root, state "
+                                               "folders, the file server's dnsmasq and exports); print its path")
+    netboot.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: out)")
+    netboot.add_argument("--tree", type=Path, help="the served tree (default: <out>/netboot)")
+    netboot.add_argument("--offline", action="store_true", help="use the cached base image only")
+    netboot.add_argument("--demo", action="store_true", help="from the offline stand-in base (see `demo`)")
     verify = command("verify-release", _cmd_verify_release,
                      "check a release: gpg --verify SHA256SUMS.asc, sha256sum -c, os_list.json")
     verify.add_argument("--dist", type=Path, default=Path("dist"), help="release directory (default: dist)")

@@ -50,3 +50,29 @@ class Interrupted(ClusterbakeError):
     def __init__(self, message: str, signum: int = 2) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+# What crosses a process boundary (a layer built in a child): the kind, the message and the hint,
+# so the parent raises the child's error as it was, not a CommandFailed with the hint in its text.
+KINDS: dict[str, type[ClusterbakeError]] = {
+    kind.__name__: kind for kind in (InputError, VerificationError, EnvironmentProblem, CommandFailed)}
+
+
+def error_report(exc: ClusterbakeError) -> dict[str, object]:
+    """A picklable account of `exc` for another process (see reported_error)."""
+    return {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+
+
+def reported_error(report: dict[str, object], where: str) -> ClusterbakeError:
+    """The error an error_report describes, its message prefixed with `where`; an unknown kind is a
+    ClusterbakeError with the same exit code."""
+    message, hint = f"{where}: {report['message']}", report.get("hint")
+    code = int(str(report.get("exit_code", 1)))
+    if report.get("kind") == Interrupted.__name__ or code >= 128:
+        return Interrupted(message, code - 128 if code >= 128 else 2)
+    kind = KINDS.get(str(report.get("kind")))
+    if kind is not None:
+        return kind(message, hint=None if hint is None else str(hint))
+    error = ClusterbakeError(message, hint=None if hint is None else str(hint))
+    error.exit_code = code
+    return error

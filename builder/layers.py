@@ -29,19 +29,19 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from builder import progress
-from builder.cache import install, locked, recipe_key, staging_dir, write_atomically
+from builder.cache import cache_entry, recipe_key, write_atomically
 from builder.command import run
-from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
+from builder.errors import ClusterbakeError, CommandFailed, Interrupted, error_report, reported_error
 from builder.host.signals import interruptible
 from builder.image import grow_image, open_image
-from builder.layer_budget import budget_bytes, mark_used, prune
+from builder.layer_budget import mark_used, prune
 from builder.progress import step
 from builder.provision.packages import install_packages
 from builder.render import RenderPlan
@@ -106,8 +106,9 @@ def copy_sparse(src: Path, dst: Path) -> None:
     run(["cp", "--sparse=always", "--reflink=auto", src, dst], label="copy image")
 
 
-def ensure_role_base(base: Path, plan: RenderPlan, cache: Path) -> Path:
-    """The role base: the top of the role's layers, each built once and cached by its recipe.
+def ensure_role_base(base: Path, plan: RenderPlan, cache: Path, *, budget: int) -> Path:
+    """The role base: the top of the role's layers, each built once and cached by its recipe; then
+    the cached layers trimmed to `budget` bytes on disk (builder.layer_budget).
 
     Only what is missing is built, from the highest cached layer up; a cached top layer needs
     nothing below it (no lock, no lists, no network).
@@ -117,7 +118,7 @@ def ensure_role_base(base: Path, plan: RenderPlan, cache: Path) -> Path:
         image = ensure_layer(below, layer, cache)
     stack = [layer_path(cache, layer) for layer in role_layers(base, plan)]
     mark_used(stack)
-    prune(cache / FOLDER, budget_bytes())
+    prune(cache / FOLDER, budget)
     if image == base:
         log.info("  using the cached role base %s", stack[-1])
     return stack[-1]
@@ -140,11 +141,9 @@ def missing_layers(base: Path, plans: Sequence[RenderPlan], cache: Path) -> list
 def ensure_layer(below: Path, layer: Layer, cache: Path) -> Path:
     """`below` copied, grown by the layer's growth and with the layer's packages installed; cached."""
     path = layer_path(cache, layer)
-    with locked(path.with_name(f"{path.name}.lock")):
-        if path.exists():  # another builder made it while we waited
-            return path
-        with step(f"Layer '{layer.profile}': " + (" ".join(layer.new) or "no new packages")), \
-                staging_dir(path.parent) as work:
+
+    def make(work: Path) -> None:
+        with step(f"Layer '{layer.profile}': " + (" ".join(layer.new) or "no new packages")):
             started = time.monotonic()
             tmp = work / path.name
             copy_sparse(below, tmp)
@@ -157,7 +156,8 @@ def ensure_layer(below: Path, layer: Layer, cache: Path) -> Path:
             write_atomically(layer_record_path(path), json.dumps({
                 "profile": layer.profile, "new": list(layer.new), "grow_mib": layer.grow_mib,
                 "seconds": round(time.monotonic() - started, 1)}).encode())
-            install(tmp, path)
+
+    cache_entry(path, make)
     return path
 
 
@@ -174,15 +174,15 @@ def jobs() -> int:
     return explicit if explicit is not None else len(os.sched_getaffinity(0))
 
 
-def build_layers(base: Path, plans: Sequence[RenderPlan], cache: Path) -> None:
-    """Build every layer these plans miss; layers that do not depend on each other side by side.
+def build_layers(base: Path, plans: Sequence[RenderPlan], cache: Path, *, limit: int) -> None:
+    """Build every layer these plans miss; layers that do not depend on each other side by side,
+    at most `limit` at once (the job's `jobs()`).
 
     A layer waits for the one below it. Each runs in a process of its own (`spawn`), which
     unwinds its loop devices and mounts on SIGINT/SIGTERM like any build, and gets SIGTERM if
     this process dies. The first failure stops the others and is raised here.
     """
     todo = missing_layers(base, plans, cache)
-    limit = jobs()
     if limit < 2 or len(todo) < 2:
         for layer, below in todo:
             ensure_layer(below, layer, cache)
@@ -194,7 +194,7 @@ def build_layers(base: Path, plans: Sequence[RenderPlan], cache: Path) -> None:
         while pending or running:
             for key, (layer, below) in list(pending.items()):
                 if len(running) < limit and keys.get(below) not in pending and keys.get(below) not in running:
-                    running[key] = _Worker(below, layer, cache)
+                    running[key] = _Worker(below, layer, cache, build=ensure_layer)
                     del pending[key]
             if not running:
                 raise AssertionError("a layer waits for one that is neither pending nor running")
@@ -212,15 +212,16 @@ def wait_any(workers: Sequence[_Worker]) -> list[_Worker]:
 
 
 class _Worker:
-    """One layer built in a child process; `result()` re-raises its failure here."""
+    """One layer built in a child process by `build` (ensure_layer); `result()` re-raises its failure
+    here, of the same kind and with the same hint."""
 
-    def __init__(self, below: Path, layer: Layer, cache: Path) -> None:
+    def __init__(self, below: Path, layer: Layer, cache: Path, *, build: Callable[[Path, Layer, Path], Path]) -> None:
         self.layer = layer
         context = multiprocessing.get_context("spawn")
         self.results, sender = context.Pipe(duplex=False)
         verbosity = (not log.isEnabledFor(logging.INFO), log.isEnabledFor(logging.DEBUG))
         self.process: BaseProcess = context.Process(target=_build_in_child,
-                                                    args=(below, layer, cache, verbosity, sender),
+                                                    args=(build, below, layer, cache, verbosity, sender),
                                                     name=f"layer {layer.profile}")
         self.process.start()
         sender.close()
@@ -229,17 +230,15 @@ class _Worker:
         try:
             report: dict[str, object] = self.results.recv()
         except EOFError:
-            report = {"error": f"the process building layer '{self.layer.profile}' died "
-                               f"(exit {self.process.exitcode})", "exit_code": 1}
+            died = CommandFailed(f"the process building it died (exit {self.process.exitcode})")
+            report = {"error": error_report(died)}
         finally:
             self.results.close()
             self.process.join()
         if "error" in report:
-            code = int(str(report.get("exit_code", 1)))
-            if code >= 128:
-                raise Interrupted(str(report["error"]), code - 128)
-            failure = EnvironmentProblem if code == 2 else CommandFailed
-            raise failure(f"layer '{self.layer.profile}': {report['error']}")
+            error = report["error"]
+            assert isinstance(error, dict)
+            raise reported_error(error, f"layer '{self.layer.profile}'")
 
     def stop(self) -> None:
         """Ask the child to unwind (SIGTERM) and wait until it has."""
@@ -249,8 +248,8 @@ class _Worker:
         self.results.close()
 
 
-def _build_in_child(below: Path, layer: Layer, cache: Path, verbosity: tuple[bool, bool],
-                    results: Connection) -> None:
+def _build_in_child(build: Callable[[Path, Layer, Path], Path], below: Path, layer: Layer, cache: Path,
+                    verbosity: tuple[bool, bool], results: Connection) -> None:
     # Should the parent die (even by SIGKILL), the kernel sends us SIGTERM: we unwind, not linger.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     progress.configure(quiet=verbosity[0], debug=verbosity[1])
@@ -258,9 +257,9 @@ def _build_in_child(below: Path, layer: Layer, cache: Path, verbosity: tuple[boo
         with interruptible():
             if os.getppid() == 1:
                 raise Interrupted("the build that started this layer is gone", signal.SIGTERM)
-            ensure_layer(below, layer, cache)
+            build(below, layer, cache)
         results.send({"ok": True})
     except ClusterbakeError as exc:
-        results.send({"error": exc.one_line(), "exit_code": exc.exit_code})
+        results.send({"error": error_report(exc)})
     finally:
         results.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.cache import recipe_key, remove_stale_staging, staging_dir
+from builder.cache import STAGING_PREFIX, cache_entry, recipe_key, remove_stale_staging, staging_dir
 from builder.host.procfs import mounts_under
 from builder.host.record import STATE_DIR, forget, held_by_live_builders, remember
 
@@ -93,3 +93,24 @@ def test_a_dead_builders_recorded_staging_dir_is_released(tmp_path: Path) -> Non
         record.unlink(missing_ok=True)
     assert (host / "precious").read_text() == "keep me"
     assert mounts_under(tmp_path) == []
+
+
+def test_a_cache_entry_is_made_once_in_staging_and_only_a_finished_one_is_installed(tmp_path: Path) -> None:
+    entry = tmp_path / "entries" / "thing.tar"
+    made: list[Path] = []
+
+    def make(work: Path) -> None:
+        made.append(work)
+        (work / entry.name).write_text("done")
+
+    def fail(work: Path) -> None:
+        (work / entry.name).write_text("half")
+        raise RuntimeError("interrupted halfway")
+
+    with pytest.raises(RuntimeError):
+        cache_entry(entry, fail)
+    assert not entry.exists() and not list(entry.parent.glob(f"{STAGING_PREFIX}*"))
+    assert cache_entry(entry, make) is True and entry.read_text() == "done"
+    assert made[0].parent == entry.parent and not made[0].exists()   # staged beside it, then removed
+    assert cache_entry(entry, make) is False and len(made) == 1
+    assert (entry.parent / "thing.tar.lock").exists()

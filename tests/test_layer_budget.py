@@ -79,6 +79,7 @@ def test_a_layer_another_builder_locks_stays(tmp_path: Path) -> None:
 
 def test_taking_a_role_base_marks_its_stack_used_and_trims_the_rest(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLUSTERBAKE_LAYER_CACHE_GIB", "0")
     job = plan_job(load_cluster(ROOT / "cluster.yaml"), [("compute", None)], secrets=False, cache=tmp_path)
     [plan] = job.plans
     base = tmp_path / "base.img"
@@ -86,8 +87,8 @@ def test_taking_a_role_base_marks_its_stack_used_and_trims_the_rest(tmp_path: Pa
     for path in stack:
         layer(path.parent, path.stem, 100)
     stale = layer(stack[0].parent, "stale", 50)
-    monkeypatch.setenv("CLUSTERBAKE_LAYER_CACHE_GIB", "0")
-    assert ensure_role_base(base, plan, tmp_path) == stack[-1]
+    assert job.layer_budget == 0
+    assert ensure_role_base(base, plan, tmp_path, budget=job.layer_budget) == stack[-1]
     assert not stale.exists()
     assert all(p.exists() and time.time() - p.stat().st_mtime < 60 for p in stack)
 

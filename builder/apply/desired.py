@@ -1,8 +1,8 @@
 """What a running node should have: the same render plan the image build uses, for that node.
 
-Never a second way of computing it: `render_plan(cluster, node=…)` with the cluster's secrets, as
-`make image NODE=…` would bake it. Only what can change in place is kept here; what needs a new
-image (base image, partitions, the platform, the boot partition) is `needs_new_image`'s business.
+Never a second way of computing it: the planning stage (`plan_targets`) for NODE= targets, with
+the cluster's secrets, as `make image NODE=…` would bake it. Only what can change in place is kept
+here; what needs a new image (base image, partitions, the platform, the boot partition) is `needs_new_image`'s business.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from builder.config import Cluster
 from builder.config.model import Node, User
-from builder.render import ImageFile, RenderPlan, render_plan
+from builder.render import ImageFile, RenderPlan
+from builder.render.plan import plan_targets
 
 
 @dataclass(frozen=True)
@@ -61,5 +62,7 @@ def node_plans(cluster: Cluster, *, profiles_dir: Path, overlays_dir: Path,
                only: tuple[str, ...] = ()) -> tuple[NodePlan, ...]:
     """Every node's plan (or those named in `only`), rendered before any node is contacted."""
     names = only or tuple(n.name for n in cluster.nodes)
-    return tuple(node_plan(render_plan(cluster, node=name, secrets=True, profiles_dir=profiles_dir,
-                                       overlays_dir=overlays_dir)) for name in names)
+    # One planning stage for every node: profiles loaded and cluster-wide checks run once.
+    _, plans = plan_targets(cluster, [(None, name) for name in names], secrets=True, profiles_dir=profiles_dir,
+                            overlays_dir=overlays_dir)
+    return tuple(node_plan(plan) for plan in plans)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -24,9 +25,11 @@ from builder.config.grammar import (
 )
 from builder.config.input_files import read_yaml_file
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
+from builder.config.netboot import NETWORK, boot_problem, check_netboot, read_netboot
 from builder.config.partitions import read_partitions
 from builder.config.platforms import RASPBERRY_PI, container_node, platform_problem
 from builder.config.reader import Reader
+from builder.config.roles import role_problem
 from builder.config.secretsdir import secrets_dir_problem
 from builder.config.sources import absolute, is_symlink_loop, local_path, resolve
 from builder.config.sshkeys import ssh_key_problem
@@ -74,6 +77,9 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
     fileserver = read_fileserver(top, network)
     secrets_dir = _secrets_dir(secrets, path, name, top)
     access = read_access(top, network, secrets_dir)
+    netboot = read_netboot(top)
+    if netboot is not None and netboot.roles:
+        nodes = tuple(replace(n, boot=NETWORK) if n.role in netboot.roles else n for n in nodes)
     hold_ms = _power_button_hold(top.sub("power_button", {}))
     top.done()
 
@@ -95,10 +101,12 @@ def load_cluster(path: Path, profiles_dir: Path | None = None) -> Cluster:
         fileserver=fileserver,
         access=access,
         power_button_hold_ms=hold_ms,
+        netboot=netboot,
     )
     check_access(cluster, top)    # first: the door's address is the gateway, which _check_cluster allows it
     _check_cluster(cluster, top, profiles_dir)
     check_fileserver(cluster, top)
+    check_netboot(cluster, top)
     return cluster
 
 
@@ -240,6 +248,7 @@ def _node(r: Reader) -> Node:
         memory_mb=r.integer("memory_mb", memory, minimum=64, maximum=_installed_mb(model)),
         serial=_lower(r.text("serial", None, check=lambda v: grammar.serial_problem(v.lower()))),
         mac=_lower(r.text("mac", None, check=lambda v: grammar.mac_problem(v.lower()))),
+        boot=r.text("boot", "sd", check=boot_problem, hint="boot: network for a diskless node, else leave it out"),
     )
     r.done()
     return node
@@ -332,10 +341,9 @@ def _check_cluster(cluster: Cluster, top: Reader, profiles_dir: Path | None) -> 
         if node.ip == net.gateway and not is_door(cluster, node.name):
             top.fail(f"{node.ip} is the gateway's address", path=f"{where}.ip",
                      hint="choose another address; network.gateway is the router")
-        if profiles_dir is not None and not os.path.lexists(profiles_dir / f"{node.role}.yaml"):
-            known = sorted(p.stem for p in profiles_dir.glob("*.yaml") if p.stem != "common")
-            top.fail(f"role {node.role!r} has no profile {profiles_dir.name}/{node.role}.yaml",
-                     path=f"{where}.role", hint="use one of " + ", ".join(known) + " or add that profile")
+        no_role = role_problem(profiles_dir, node.role) if profiles_dir is not None else None
+        if no_role is not None:
+            top.fail(no_role[0], path=f"{where}.role", hint=no_role[1])
         seen_names[node.name] = i
         seen_ips[node.ip] = i
     for key, ref in (("time.server", cluster.time_server), ("slurm.controller", cluster.slurm_controller)):

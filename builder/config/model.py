@@ -11,6 +11,7 @@ from builder.config.sources import Source
 
 if TYPE_CHECKING:
     from builder.config.access import Access
+    from builder.config.netboot import Netboot
 
 # What Slurm is told about each board model: CPUs and RealMemory in MB. RealMemory is
 # a little below the installed RAM because the firmware and kernel keep some for
@@ -86,6 +87,7 @@ class Node:
     serial: str | None = None
     mac: str | None = None
     platform: str = "raspberry-pi"    # or "proxmox-lxc" (builder/config/platforms.py): no board, no model
+    boot: str = "sd"                  # or "network": diskless, served by the file server (builder/config/netboot.py)
 
     @property
     def board(self) -> str:
@@ -143,6 +145,7 @@ class Cluster:
     fileserver: FileServer | None = None
     power_button_hold_ms: int = 3000    # `power_button.hold_ms`: how long GPIO3's button is held to shut down
     access: Access | None = None        # the door to the outside (`access:`, builder/config/access.py)
+    netboot: Netboot | None = None      # `netboot:`, the diskless nodes' DHCP mode and roles (config/netboot.py)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

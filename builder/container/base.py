@@ -17,9 +17,10 @@ import os
 import shutil
 from pathlib import Path
 
-from builder.cache import install, locked, recipe_key, staging_dir
+from builder.cache import cache_entry, recipe_key
 from builder.command import run
-from builder.errors import CommandFailed, EnvironmentProblem
+from builder.errors import EnvironmentProblem
+from builder.image.debootstrap import KEYRING, debootstrap
 from builder.image.tree import DirectoryRoot
 from builder.progress import step
 from builder.settings import settings
@@ -29,7 +30,6 @@ log = logging.getLogger("clusterbake")
 FOLDER = "lxc"
 SUITE = "trixie"
 ARCH = "amd64"
-KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # debootstrap's own pass (it resolves no virtual packages): a root that boots under systemd.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "apt", "ca-certificates")
 # Then apt: what a Proxmox container of a login node needs. ifupdown because Proxmox writes the
@@ -51,29 +51,26 @@ def base_recipe() -> dict[str, object]:
 def container_base(cache: Path) -> Path:
     """The cached base tarball, built first if absent (root needed: debootstrap, owners)."""
     tarball = cache / FOLDER / f"base-{recipe_key(base_recipe())}.tar"
-    with locked(tarball.with_suffix(".lock")):
-        if tarball.exists():
-            log.info("  using the cached container base %s", tarball)
-            return tarball
+
+    def make(work: Path) -> None:
         if os.geteuid() != 0:
             raise EnvironmentProblem("building the container base needs root (debootstrap, file ownership)",
                                      hint="run as root, e.g. sudo make image NODE=…")
-        if not KEYRING.is_file():
-            raise EnvironmentProblem(f"{KEYRING} is missing: debootstrap could not check Debian's signatures",
-                                     hint="apt-get install debian-archive-keyring")
-        with step(f"Container base {tarball.name} (debootstrap {SUITE} {ARCH}, native)"), \
-                staging_dir(tarball.parent) as work:
+        with step(f"Container base {tarball.name} (debootstrap {SUITE} {ARCH}, native)"):
             root = work / "root"
-            _debootstrap(root, debs=cache / "apt-archives" / f"{ARCH}-{SUITE}", logs=tarball.parent)
+            # .debs kept across builds, shared with apt's cache
+            debootstrap(root, arch=ARCH, suite=SUITE, mirror=mirror(), include=PACKAGES,
+                        debs=cache / "apt-archives" / f"{ARCH}-{SUITE}", logs=tarball.parent)
             _write_sources(root)
             with DirectoryRoot(root).chroot(apt_cache=cache / "apt-archives") as chroot, \
                     step("apt-get install the container's own packages"):
                 chroot.run(["apt-get", "update", "-q", "-o", "Acquire::Languages=none"])
                 chroot.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *CONTAINER_PACKAGES])
             _make_template_clean(root)
-            staged = work / tarball.name
-            pack_root(root, staged)
-            install(staged, tarball)
+            pack_root(root, work / tarball.name)
+
+    if not cache_entry(tarball, make, lock=tarball.with_suffix(".lock")):
+        log.info("  using the cached container base %s", tarball)
     return tarball
 
 
@@ -90,25 +87,6 @@ def unpack_root(tarball: Path, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-xpf", tarball],
         label="tar unpack")
-
-
-def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
-    (debs / "partial").mkdir(parents=True, exist_ok=True)
-    argv: list[str | os.PathLike[str]] = [
-        "debootstrap", f"--arch={ARCH}", "--variant=minbase", "--include=" + ",".join(PACKAGES),
-        f"--keyring={KEYRING}", "--force-check-gpg",
-        f"--cache-dir={debs.resolve()}",   # .debs kept across builds, shared with apt's cache
-        SUITE, root, mirror(),
-    ]
-    saved = logs / "debootstrap-failed.log"
-    saved.unlink(missing_ok=True)
-    try:
-        run(argv, label="debootstrap", timeout=3600)
-    except CommandFailed as exc:
-        detail = root / "debootstrap" / "debootstrap.log"
-        if detail.exists():
-            shutil.copyfile(detail, saved)
-        raise CommandFailed(exc.message, hint=f"see {saved} for debootstrap's own log") from exc
 
 
 def _write_sources(root: Path) -> None:

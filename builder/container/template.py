@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from builder.cache import install, locked, recipe_key, staging_dir
+from builder.cache import cache_entry, recipe_key, staging_dir
 from builder.config.model import Cluster
 from builder.container.base import FOLDER, container_base, pack_root, unpack_root
 from builder.container.pct import template_name
@@ -48,15 +48,14 @@ def ensure_role_root(base: Path, packages: tuple[str, ...], cache: Path) -> Path
     """`base` with `packages` installed, cached by (base, packages)."""
     wanted = sorted(set(packages))
     tarball = cache / FOLDER / f"role-{recipe_key({'base': base.name, 'packages': wanted, 'v': ROLE_VERSION})}.tar"
-    with locked(tarball.with_suffix(".lock")):
-        if tarball.exists():
-            log.info("  using the cached container root %s", tarball)
-            return tarball
-        with step("apt-get install " + " ".join(wanted)), staging_dir(tarball.parent) as work:
+
+    def make(work: Path) -> None:
+        with step("apt-get install " + " ".join(wanted)):
             root = work / "root"
             unpack_root(base, root)
             install_packages(DirectoryRoot(root), wanted, cache=cache, scratch=work)
-            staged = work / tarball.name
-            pack_root(root, staged)
-            install(staged, tarball)
+            pack_root(root, work / tarball.name)
+
+    if not cache_entry(tarball, make, lock=tarball.with_suffix(".lock")):
+        log.info("  using the cached container root %s", tarball)
     return tarball

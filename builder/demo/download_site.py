@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.cache import install, locked, staging_dir
+from builder.cache import cache_entry
 from builder.command import run
 from builder.demo.server import serve_directory
 from builder.demo.standin import SUITE, build_standin
@@ -44,45 +44,44 @@ def publish_standin(cache: Path) -> PublishedBase:
     """Compress, checksum and sign the cached stand-in (once); return what was published."""
     image = build_standin(cache)
     folder = image.parent / "published"
-    manifest = folder / MANIFEST
-    with locked(image.parent / "published.lock"):
-        if manifest.exists():
-            return _read_manifest(manifest)
+
+    def make(work: Path) -> None:
         gnupghome, fingerprint = demo_signing_key(cache)
         name = f"{time.strftime('%Y-%m-%d')}-standin-{SUITE}-arm64-lite.img.xz"
-        with step(f"publish the stand-in as {name}"), staging_dir(image.parent) as work:
-            compressed = work / name
+        made = work / folder.name
+        made.mkdir()
+        with step(f"publish the stand-in as {name}"):
+            compressed = made / name
             # The fastest preset: served on 127.0.0.1 only, the file's size matters less than the
             # first image's wait (13 s instead of 130 s at xz's default -6 for a 104 MB file, not 80).
             with step("compress (xz -T0 -0)"), open(compressed, "wb") as out:
                 run(["xz", "-T0", "-0", "-c", image], stdout=out, label="xz")
             digest = sha256_file(compressed)
-            (work / f"{name}.sha256").write_text(f"{digest}  {name}\n")
-            sign_detached(gnupghome, fingerprint, compressed, work / f"{name}.sig")
-            export_public_key(gnupghome, fingerprint, work / KEY_FILE)
-            for produced in (name, f"{name}.sha256", f"{name}.sig", KEY_FILE):
-                install(work / produced, folder / produced)
-            # The manifest goes in last: its presence is what says "finished".
-            (work / MANIFEST).write_text(json.dumps({"image": name, "sha256": digest, "fingerprint": fingerprint},
+            (made / f"{name}.sha256").write_text(f"{digest}  {name}\n")
+            sign_detached(gnupghome, fingerprint, compressed, made / f"{name}.sig")
+            export_public_key(gnupghome, fingerprint, made / KEY_FILE)
+            (made / MANIFEST).write_text(json.dumps({"image": name, "sha256": digest, "fingerprint": fingerprint},
                                                     indent=2) + "\n")
-            install(work / MANIFEST, manifest)
-        return _read_manifest(manifest)
+
+    cache_entry(folder, make)
+    return _read_manifest(folder / MANIFEST)
 
 
 def demo_signing_key(cache: Path) -> tuple[Path, str]:
     """The demo GNUPGHOME (`cache/demo-key`, 0700) and its key's fingerprint, made once."""
     home = cache / "demo-key"
-    with locked(cache / "demo-key.lock"):
-        if not (home / "fingerprint").exists():
-            with step("create the demo signing key"), staging_dir(cache) as work:
-                staged = work / "demo-key"
-                staged.mkdir(mode=0o700)
-                fingerprint = create_signing_key(staged, KEY_NAME).upper()
-                (staged / "fingerprint").write_text(fingerprint + "\n")
-                # No agent may keep sockets open in the directory while it is renamed.
-                stop_agent(staged)
-                install(staged, home)
-        return home, (home / "fingerprint").read_text().strip()
+
+    def make(work: Path) -> None:
+        with step("create the demo signing key"):
+            staged = work / home.name
+            staged.mkdir(mode=0o700)
+            fingerprint = create_signing_key(staged, KEY_NAME).upper()
+            (staged / "fingerprint").write_text(fingerprint + "\n")
+            # No agent may keep sockets open in the directory while it is renamed.
+            stop_agent(staged)
+
+    cache_entry(home, make)
+    return home, (home / "fingerprint").read_text().strip()
 
 
 @contextlib.contextmanager

@@ -28,13 +28,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from builder.cache import install, locked, recipe_key, staging_dir
+from builder.cache import cache_entry, recipe_key
 from builder.command import output, run
-from builder.errors import CommandFailed, EnvironmentProblem
+from builder.errors import EnvironmentProblem
 from builder.host.procfs import kill_processes_in
-from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, emulation_env, ensure_emulation
+from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, emulation_env
+from builder.image.debootstrap import debootstrap
 from builder.image.mounts import mounted
 from builder.progress import step
+from builder.settings import settings
 
 log = logging.getLogger("clusterbake.demo")
 
@@ -81,17 +83,21 @@ def _traits_digest() -> str:
     return digest.hexdigest()
 
 
-# Bump `version` when the tweaks in _make_like_raspios change: it is part of the cache key.
-ROOTFS_RECIPE: dict[str, object] = {
-    "version": 2,
-    "suite": SUITE,
-    "mirror": MIRROR,
-    "arch": "arm64",
-    "variant": "minbase",
-    "packages": list(PACKAGES),
-    "lite_packages": list(LITE_PACKAGES),
-    "traits": _traits_digest(),
-}
+def rootfs_recipe() -> dict[str, object]:
+    """What the root is made from; its key names the cached tarball. Bump `version` when the tweaks
+    in _make_like_raspios change. The mirror downloaded from is $CLUSTERBAKE_DEBIAN_MIRROR (by
+    default Debian's own, the key as before the setting was honoured); the image's own apt sources
+    name Debian's, as a published Raspberry Pi OS image does."""
+    return {
+        "version": 2,
+        "suite": SUITE,
+        "mirror": settings().debian_mirror,
+        "arch": "arm64",
+        "variant": "minbase",
+        "packages": list(PACKAGES),
+        "lite_packages": list(LITE_PACKAGES),
+        "traits": _traits_digest(),
+    }
 
 SECTOR = 512
 MIB = 1 << 20
@@ -126,66 +132,47 @@ def build_standin(cache: Path) -> Path:
     """
     folder = cache / "standin"
     tarball = build_rootfs_tarball(folder)
-    image_key = recipe_key({"rootfs": tarball.name, "layout": asdict(LAYOUT)})
-    image = folder / image_key / "standin.img"
-    with locked(folder / f"{image_key}.lock"):
-        if image.exists():
-            return image
+    entry = folder / recipe_key({"rootfs": tarball.name, "layout": asdict(LAYOUT)})
+
+    def make(work: Path) -> None:
         _require_root()
-        with step(f"assemble the stand-in image {image}"), staging_dir(folder) as work:
+        with step(f"assemble the stand-in image {entry / 'standin.img'}"):
             disk_id = secrets.randbits(32) or 1
             raw = _assemble_image(tarball, work, disk_id)
-            _write_json(image.parent / "standin.json", {
+            made = work / entry.name
+            made.mkdir()
+            raw.rename(made / "standin.img")
+            (made / "standin.json").write_text(json.dumps({
                 "disk_id": f"{disk_id:08x}", "rootfs": tarball.name, "layout": asdict(LAYOUT),
                 "built": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            }, work)
-            install(raw, image)
-    return image
+            }, indent=2, sort_keys=True) + "\n")
+
+    cache_entry(entry, make)
+    return entry / "standin.img"
 
 
 def build_rootfs_tarball(folder: Path) -> Path:
     """The cached rootfs tarball (debootstrap plus the Raspberry Pi OS touches)."""
-    tarball = folder / f"rootfs-{recipe_key(ROOTFS_RECIPE)}.tar"
-    with locked(tarball.with_suffix(".lock")):
-        if tarball.exists():
-            return tarball
+    tarball = folder / f"rootfs-{recipe_key(rootfs_recipe())}.tar"
+
+    def make(work: Path) -> None:
         _require_root()
-        with step(f"build the stand-in root filesystem {tarball.name} (debootstrap and apt under qemu-user, ~8 min)"), \
-                staging_dir(folder) as work:
+        with step(f"build the stand-in root filesystem {tarball.name} (debootstrap and apt under qemu-user, "
+                  "~8 min)"):
             root = work / "root"
-            _debootstrap(root, debs=folder / "debs", logs=folder)
+            with step(f"debootstrap {SUITE} arm64"):
+                # Downloaded .debs are kept across builds: a rebuild then needs no network.
+                debootstrap(root, arch="arm64", suite=SUITE, mirror=settings().debian_mirror, include=PACKAGES,
+                            debs=folder / "debs", logs=folder)
             with _chroot(root, debs=folder / "debs") as chroot:
                 _install_lite(chroot)
                 _first_boot_state(root, chroot)
             _make_like_raspios(root)
-            staged = work / tarball.name
-            run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", staged, "."],
-                label="tar rootfs")
-            install(staged, tarball)
+            run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", work / tarball.name,
+                 "."], label="tar rootfs")
+
+    cache_entry(tarball, make, lock=tarball.with_suffix(".lock"))
     return tarball
-
-
-def _debootstrap(root: Path, *, debs: Path, logs: Path) -> None:
-    """debootstrap arm64 into `root`; its second stage runs under qemu-user via binfmt_misc."""
-    ensure_emulation("arm64")
-    debs.mkdir(parents=True, exist_ok=True)
-    argv: list[str | os.PathLike[str]] = [
-        "debootstrap", "--arch=arm64", f"--variant={ROOTFS_RECIPE['variant']}",
-        "--include=" + ",".join(PACKAGES),
-        # Downloaded .debs are kept across builds: a rebuild then needs no network.
-        f"--cache-dir={debs.resolve()}",
-        SUITE, root, MIRROR,
-    ]
-    saved = logs / "debootstrap-failed.log"
-    saved.unlink(missing_ok=True)
-    with step("debootstrap trixie arm64"):
-        try:
-            run(argv, label="debootstrap", timeout=3 * 3600, env={**os.environ, **emulation_env("arm64")})
-        except CommandFailed as exc:
-            detail = root / "debootstrap" / "debootstrap.log"
-            if detail.exists():
-                shutil.copyfile(detail, saved)
-            raise CommandFailed(exc.message, hint=f"see {saved} for debootstrap's own log") from exc
 
 
 @contextlib.contextmanager
@@ -378,12 +365,6 @@ def _fill_boot(image: Path, work: Path, disk_id: int) -> None:
         for name in ("cmdline.txt", "config.txt", "issue.txt", *seeds):
             run(["mcopy", "-i", target, files / name, f"::{name}"], env=env, label="mcopy")
         run(["mmd", "-i", target, "::overlays"], env=env, label="mmd")
-
-
-def _write_json(dest: Path, data: dict[str, object], work: Path) -> None:
-    staged = work / dest.name
-    staged.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    install(staged, dest)
 
 
 def _require_root() -> None:

@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from builder.cache import install, locked, make_dirs, recipe_key, staging_dir
+from builder.cache import cache_entry, make_dirs, recipe_key
 from builder.errors import InputError
 from builder.image.chroot import image_arch
 from builder.image.tree import ImageRoot
@@ -123,15 +123,15 @@ def fresh_lists(img: ImageRoot, cache: Path, *, day: str | None = None) -> Path:
     folder = cache / "apt-lists"
     key = lists_key(img, day or today())
     path = folder / key
-    with locked(folder / f"{key}.lock"):
-        if path.is_dir():
-            log.info("  using today's apt lists %s", path)
-            return path
-        with staging_dir(folder) as work:
-            lists = make_dirs(work / key / "partial").parent
-            with img.chroot(apt_lists=lists) as chroot, step("apt-get update (once a day per sources list)"):
-                chroot.run(["apt-get", "update", "-q", *UPDATE_OPTIONS])
-            install(lists, path)
+
+    def update(work: Path) -> None:
+        lists = make_dirs(work / key / "partial").parent
+        with img.chroot(apt_lists=lists) as chroot, step("apt-get update (once a day per sources list)"):
+            chroot.run(["apt-get", "update", "-q", *UPDATE_OPTIONS])
+
+    if not cache_entry(path, update):
+        log.info("  using today's apt lists %s", path)
+        return path
     remove_old_lists(folder, keep_from=_days_before(day or today(), KEEP_DAYS - 1))
     return path
 

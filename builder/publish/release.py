@@ -13,6 +13,7 @@ date comes from it and the file trees inside the images are identical from build
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from builder.build import BuildJob, build_from_plan, plan_job, verified_base
+from builder.build import BuildJob, BuiltImage, build_job, plan_job
 from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
@@ -39,7 +40,7 @@ from builder.publish.secret_scan import find_secrets
 from builder.publish.signing import Signer, release_signer, sign_detached_armoured
 from builder.publish.sums import SUMS, write_sums
 from builder.render import RenderPlan
-from builder.render.platform import image_targets
+from builder.render.platform import role_targets
 
 log = logging.getLogger("clusterbake")
 
@@ -70,16 +71,14 @@ def make_release(req: ReleaseRequest) -> Path:
     signer = release_signer(req.key)
     for tool in ("xz", "bmaptool", *(("zstd",) if req.zstd else ())):
         require_tool(tool)
-    roles = [(role, node) for role, node in image_targets(req.cluster) if node is None]   # containers: build --node
-    job = plan_job(req.cluster, roles, secrets=False, cache=req.cache, offline=req.offline)
+    # Role images only: a container node's template is built with `build --node`.
+    job = plan_job(req.cluster, role_targets(req.cluster), secrets=False, cache=req.cache, offline=req.offline)
     epoch = source_date_epoch()
     date = time.strftime("%Y-%m-%d", time.gmtime(epoch))
     dist = req.dist.resolve()
     base_url = req.base_url or dist.as_uri()
     with step(f"Release {req.cluster.name} {date} → {dist}"), staged_release(dist) as work:
-        base = verified_base(job)
-        produced = [publish_role(job, plan, base, work, epoch=epoch, date=date, fast=req.fast, zstd=req.zstd,
-                                 base_url=base_url) for plan in job.plans]
+        produced = publish_images(job, work, epoch=epoch, date=date, fast=req.fast, zstd=req.zstd, base_url=base_url)
         write_os_list(work / OS_LIST, [p.entry for p in produced])
         names = [name for p in produced for name in p.files] + [OS_LIST]
         with step("SHA256SUMS and its signature"):
@@ -94,33 +93,50 @@ def sign_sums(signer: Signer, sums: Path) -> Path:
     return signature
 
 
-def publish_role(job: BuildJob, plan: RenderPlan, base: Path, work: Path, *, epoch: int, date: str, fast: bool,
-                 zstd: bool, base_url: str) -> RoleArtefacts:
-    """One role of a job planned without secrets: its build, with the release's steps inside the
-    same open image (reproducible, free of secrets, described by its manifest), then the files for dist/."""
-    assert not plan.secrets, "a release image is planned without secrets"
-    cluster, role = job.cluster, plan.role
-    stem = f"{cluster.name}-{role}-{date}"
-    manifest: dict[str, object] = {}
-
-    def release_steps(img: OpenImage, base: Path) -> None:
-        with step(f"Release checks of {stem}.img"):
-            packages = image_packages(img)
-            make_reproducible(img, epoch)
-            problems = find_secrets(img)
-            if problems:
-                raise VerificationError(f"{stem}.img: refusing to publish an image holding secrets: "
-                                        + "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""),
-                                        hint="release images are built --no-secrets; remove what put these there")
-            manifest.update(image_manifest(img, plan, cluster, base=base, image_name=f"{stem}.img.xz",
-                                           release_date=date, source_date_epoch=epoch, packages=packages))
-            discard_free_blocks(img.root)
-
+def publish_images(job: BuildJob, work: Path, *, epoch: int, date: str, fast: bool, zstd: bool,
+                   base_url: str) -> list[RoleArtefacts]:
+    """The job's role images (planned without secrets) built by the one build loop, with the release's
+    steps inside each open image (reproducible, free of secrets, described by its manifest), then each
+    image's files for dist/ in `work`."""
+    assert not any(plan.secrets for plan in job.plans), "a release image is planned without secrets"
     raw_dir = work / ".raw"
-    built = build_from_plan(replace(job, out_dir=raw_dir), plan, base, release_steps)
+    built = build_job(replace(job, out_dir=raw_dir),
+                      functools.partial(release_steps, cluster=job.cluster, epoch=epoch, date=date))
+    return [publish_image(job.cluster, each, raw_dir, work, date=date, fast=fast, zstd=zstd, base_url=base_url)
+            for each in built]
+
+
+def release_stem(cluster: Cluster, plan: RenderPlan, date: str) -> str:
+    return f"{cluster.name}-{plan.role}-{date}"
+
+
+def release_steps(img: OpenImage, plan: RenderPlan, base: Path, *, cluster: Cluster, epoch: int,
+                  date: str) -> dict[str, object]:
+    """A release's finishing step, inside the built image: reproducible, refused if it holds secrets,
+    free blocks discarded; returns the image's manifest (without the sizes and sums of the file)."""
+    stem = release_stem(cluster, plan, date)
+    with step(f"Release checks of {stem}.img"):
+        packages = image_packages(img)
+        make_reproducible(img, epoch)
+        problems = find_secrets(img)
+        if problems:
+            raise VerificationError(f"{stem}.img: refusing to publish an image holding secrets: "
+                                    + "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""),
+                                    hint="release images are built --no-secrets; remove what put these there")
+        manifest = image_manifest(img, plan, cluster, base=base, image_name=f"{stem}.img.xz",
+                                  release_date=date, source_date_epoch=epoch, packages=packages)
+        discard_free_blocks(img.root)
+    return manifest
+
+
+def publish_image(cluster: Cluster, built: BuiltImage[dict[str, object]], raw_dir: Path, work: Path, *, date: str,
+                  fast: bool, zstd: bool, base_url: str) -> RoleArtefacts:
+    """One built role image's files in `work`: bmap, manifest, xz (and zstd), and its Imager entry."""
+    plan, role = built.plan, built.plan.role
+    stem = release_stem(cluster, plan, date)
     image = built.path.rename(raw_dir / f"{stem}.img")
     extract_size, extract_sha256 = image.stat().st_size, sha256_file(image)
-    manifest["image_size"], manifest["image_sha256"] = extract_size, extract_sha256
+    manifest = {**built.finished, "image_size": extract_size, "image_sha256": extract_sha256}
     files = [create_bmap(image, work / f"{stem}.img.bmap").name,
              write_manifest(work / f"{stem}.manifest.json", manifest).name]
     compressed = compress_xz(image, work / f"{stem}.img.xz", fast=fast)

@@ -16,7 +16,7 @@ Variables (documented in overlays/README.md):
   storage      the NFS file server: server (a node, or none), clients, exports, mounts (see storage_values)
   accounting   Slurm accounting (`slurm.accounting`): enabled, storage_pass (see accounting_values)
   access       the door (`access:`), or none: node, uplink, wireguard (see builder/render/access.py)
-A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, fqdn, uuid.
+A node is: name, role, ip, model, board, cpus, memory_mb, mem_per_cpu, serial, mac, boot, fqdn, uuid.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def node_values(cluster: Cluster, node: Node) -> dict[str, Any]:
         "mem_per_cpu": node.memory_mb // node.cpus,
         "serial": node.serial,
         "mac": node.mac,
+        "boot": node.boot,      # "sd" or "network" (builder/config/netboot.py)
         "fqdn": f"{node.name}.{domain}" if domain else node.name,
         # NetworkManager wants a stable id per connection; derive it so rebuilds keep it.
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.{cluster.name}.clusterbake")),

@@ -8,13 +8,15 @@ matching set on the board it finds itself on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from builder.config.grammar import shown
@@ -27,7 +29,7 @@ from builder.render.gpio import warn_pi5_power_button, with_button_hold
 from builder.render.image_file import ImageFile
 from builder.render.limits import RENDER_MEMORY, memory_budget
 from builder.render.overlays import Templates, render_overlay
-from builder.render.platform import NO_BOOT_EDITS, check_platform_roles, on_boards, platform_of
+from builder.render.platform import NO_BOOT_EDITS, Platform, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
 from builder.render.sudoers import sudoers_files
 
@@ -44,8 +46,6 @@ ACCOUNTING = "accounting"       # the add-on profile `slurm.accounting: true` ad
 # The cluster-file key that switches each add-on profile on, for messages.
 ADDON_KEYS = {ACCOUNTING: "slurm.accounting", ACCESS: "access", WIREGUARD: "access.wireguard"}
 TIME_SOURCE = "gpsd.service"    # what a role serving the cluster's time runs (see profiles/timeserver.yaml)
-
-_warned: set[Path] = set()      # clusters already warned about, so that each role's plan does not repeat it
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class RenderPlan:
     boot_files: tuple[tuple[str, bytes], ...]   # (name, data) for the FAT partition
     grow_mib: int
     profile: Profile
+    platform: Platform                          # what the node runs on, and so what artefact it gets
     secrets: bool                               # the secrets policy: munge key and password hashes baked in
     users: tuple[User, ...] = field(repr=False)  # the cluster's accounts, password hashes only with `secrets`
 
@@ -79,29 +80,70 @@ class RenderPlan:
         return self.profile.file
 
 
+Target = tuple[str | None, str | None]     # (role, node): exactly one of the two
+
+
+def plan_targets(cluster: Cluster, targets: Sequence[Target], *, secrets: bool, profiles_dir: Path,
+                 overlays_dir: Path) -> tuple[Mapping[str, Profile], tuple[RenderPlan, ...]]:
+    """The planning stage: the targets resolved, every role's profile loaded once, every check across
+    the cluster run once, then each target rendered. Raises InputError for any bad input, before
+    anything is built. Returns the profiles (read-only) and one plan per target, in order."""
+    resolved = [_target(cluster, role, node) for role, node in targets]
+    profiles = role_profiles(cluster, profiles_dir, roles=[role for role, _ in resolved])
+    templates = Templates(overlays_dir)
+    return profiles, tuple(render_target(cluster, profiles, templates, role, node, secrets=secrets)
+                           for role, node in resolved)
+
+
 def render_plan(cluster: Cluster, *, role: str | None = None, node: str | None = None, secrets: bool = True,
                 profiles_dir: Path, overlays_dir: Path) -> RenderPlan:
-    """Everything one image gets. Raises InputError for any bad input, before anything is built."""
+    """Everything one image gets: the planning stage for a job of one target."""
+    _, (plan,) = plan_targets(cluster, [(role, node)], secrets=secrets, profiles_dir=profiles_dir,
+                              overlays_dir=overlays_dir)
+    return plan
+
+
+@contextlib.contextmanager
+def _bounded(cluster: Cluster) -> Iterator[None]:
+    """Templates are code: what they may take is bounded (render/limits.py); running out is bad input."""
     try:
-        with memory_budget():   # templates are code: what they may take is bounded (render/limits.py)
-            return _render_plan(cluster, role=role, node=node, secrets=secrets, profiles_dir=profiles_dir,
-                                overlays_dir=overlays_dir)
+        with memory_budget():
+            yield
     except MemoryError:
         raise InputError(f"{cluster.source.name}: rendering the plan needs more memory than a render may use "
                          f"({RENDER_MEMORY >> 20} MiB)", hint="look for a template building a huge value") from None
 
 
-def _render_plan(cluster: Cluster, *, role: str | None, node: str | None, secrets: bool,
-                 profiles_dir: Path, overlays_dir: Path) -> RenderPlan:
+def _target(cluster: Cluster, role: str | None, node: str | None) -> tuple[str, Node | None]:
     if (role is None) == (node is None):
         raise InputError("give exactly one of a role and a node", hint="make image ROLE=compute or NODE=node01")
-    target = _node(cluster, node) if node is not None else None
-    role = target.role if target is not None else str(role)
-    profiles = {r: _role_profile(cluster, profiles_dir, r) for r in dict.fromkeys((*cluster.roles, role))}
-    profile = profiles[role]
+    if node is not None:
+        target = _node(cluster, node)
+        return target.role, target
+    return str(role), None
+
+
+def role_profiles(cluster: Cluster, profiles_dir: Path, roles: Sequence[str] = ()) -> Mapping[str, Profile]:
+    """Every role's profile of the cluster (and of `roles`), with the add-ons the cluster file
+    switches on for it, each loaded once; then the checks across the cluster, once."""
+    with _bounded(cluster):
+        profiles = {r: _role_profile(cluster, profiles_dir, r) for r in dict.fromkeys((*cluster.roles, *roles))}
     _check_cluster_roles(cluster, profiles)
     _check_fileserver_role(cluster, profiles)
     check_platform_roles(cluster, profiles)
+    return MappingProxyType(profiles)
+
+
+def render_target(cluster: Cluster, profiles: Mapping[str, Profile], templates: Templates, role: str,
+                  target: Node | None, *, secrets: bool) -> RenderPlan:
+    """One target's plan from profiles already loaded and checked: rendering only."""
+    with _bounded(cluster):
+        return _render_target(cluster, profiles, templates, role, target, secrets=secrets)
+
+
+def _render_target(cluster: Cluster, profiles: Mapping[str, Profile], templates: Templates, role: str,
+                   target: Node | None, *, secrets: bool) -> RenderPlan:
+    profile = profiles[role]
     platform = platform_of(target)
     members = (target,) if target is not None else _role_image_members(cluster, role)
     if not members:
@@ -109,12 +151,11 @@ def _render_plan(cluster: Cluster, *, role: str | None, node: str | None, secret
                     cluster.source.name, role)
     warn_pi5_power_button(profile.gpio, members)
 
-    templates = Templates(overlays_dir)
     context = build_context(cluster, profiles, role=role, node=target, secrets=secrets)
     overlays = profile.overlays
     packages, enable, disable = profile.packages, profile.enable, profile.disable
     if target is None:
-        context["inventory"] = _inventory(cluster, profiles, profile, templates, members, secrets)
+        context["inventory"] = _inventory(cluster, dict(context), profile, templates, members)
         extra = profile.role_image
         overlays = _add(overlays, extra.overlays)
         packages = _add(packages, extra.packages)
@@ -173,6 +214,7 @@ def _render_plan(cluster: Cluster, *, role: str | None, node: str | None, secret
         boot_files=tuple(sorted(boot)),
         grow_mib=profile.grow_mib,
         profile=profile,
+        platform=platform,
         secrets=secrets,
         users=cluster.users if secrets else tuple(replace(u, password_hash=None) for u in cluster.users),
     )
@@ -235,8 +277,7 @@ def _check_cluster_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> N
         raise InputError(
             f"{file}: time.server: {server.name!r} has role {server.role!r}, whose profile does not enable "
             f"{TIME_SOURCE}: it serves no time", hint="name the node with the GPS receiver (e.g. role timeserver)")
-    if not any(profiles[n.role].runs("slurmd.service") for n in cluster.nodes) and cluster.source not in _warned:
-        _warned.add(cluster.source)
+    if not any(profiles[n.role].runs("slurmd.service") for n in cluster.nodes):
         log.warning("%s: no node runs slurmd: the partition %s has no nodes to run jobs on", file,
                     cluster.slurm_partition)
 
@@ -261,12 +302,11 @@ def _check_fileserver_role(cluster: Cluster, profiles: Mapping[str, Profile]) ->
                 hint="give this node a role without fileserver (e.g. compute or timeserver)")
 
 
-def _inventory(cluster: Cluster, profiles: Mapping[str, Profile], profile: Profile, templates: Templates,
-               members: tuple[Node, ...], secrets: bool) -> dict[str, Any]:
-    """What the first-boot identity service needs: each candidate node and its pre-rendered files."""
+def _inventory(cluster: Cluster, shared: Mapping[str, Any], profile: Profile, templates: Templates,
+               members: tuple[Node, ...]) -> dict[str, Any]:
+    """What the first-boot identity service needs: each candidate node and its pre-rendered files.
+    `shared` is the role image's own context (no node): only `node` changes from one node to the next."""
     nodes = []
-    # One context for the cluster, then only `node` changes: building it per node is quadratic.
-    shared = build_context(cluster, profiles, role=profile.role, node=None, secrets=secrets)
     by_name = {n["name"]: n for n in shared["nodes"]}
     for member in members:
         scope = {**shared, "node": by_name[member.name]}

@@ -1,4 +1,5 @@
-"""What a platform leaves out of a node's plan, and which roles it cannot run.
+"""The platform record: what a platform leaves out of a node's plan, which roles it cannot run,
+and which artefact its nodes get (and so which builder makes it: builder.build's BUILDERS).
 
 Profiles and overlays say what a role is; the platform says what of it a node can carry. A
 Raspberry Pi carries everything. A Proxmox LXC container (amd64, unprivileged) has no boot
@@ -31,11 +32,15 @@ from builder.errors import InputError
 from builder.render.image_file import ImageFile
 from builder.render.profiles import Profile
 
+SD_CARD_IMAGE = "sd-card image"    # one per role, shared by the role's boards (builder.build)
+LXC_TEMPLATE = "lxc template"       # one per node (builder.container)
+
 
 @dataclass(frozen=True)
 class Platform:
     name: str
     arch: str                                       # Debian architecture of the node's root filesystem
+    artefact: str = SD_CARD_IMAGE                   # what a build for its nodes produces
     boot_partition: bool = True                     # config.txt, cmdline.txt, /boot/firmware files
     overlays_left_out: tuple[str, ...] = ()
     overlays_added: tuple[str, ...] = ()
@@ -61,6 +66,11 @@ class Platform:
         """(unit, hardware) for each unit of the role that needs hardware this platform lacks."""
         return [(unit, what) for unit, what in self.hardware.items() if profile.runs(unit)]
 
+    @property
+    def role_images(self) -> bool:
+        """Whether its nodes share their role's image (an SD card) rather than get one artefact each."""
+        return self.artefact == SD_CARD_IMAGE
+
 
 # A plan's boot-partition edits, for a platform that has no boot partition.
 NO_BOOT_EDITS: dict[str, Any] = {
@@ -74,6 +84,7 @@ PLATFORMS: dict[str, Platform] = {
     PROXMOX_LXC: Platform(
         PROXMOX_LXC,
         "amd64",
+        artefact=LXC_TEMPLATE,
         boot_partition=False,
         overlays_left_out=("identity", "time-client", "power-button"),
         overlays_added=("container",),
@@ -99,8 +110,8 @@ def platform_of(node: Node | None) -> Platform:
 
 
 def on_boards(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
-    """The nodes a role image (an SD card) is for: containers are built per node instead."""
-    return tuple(n for n in nodes if n.platform == RASPBERRY_PI)
+    """The nodes a role image (an SD card) is for: the others get an artefact each, built per node."""
+    return tuple(n for n in nodes if platform_of(n).role_images)
 
 
 def check_platform_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
@@ -115,9 +126,12 @@ def check_platform_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> N
                      "that needs none of it (e.g. controller or login)")
 
 
+def role_targets(cluster: Cluster) -> list[tuple[str | None, str | None]]:
+    """(role, None) of every role image of a cluster: one per role that has boards."""
+    return [(role, None) for role in cluster.roles if on_boards(cluster.nodes_with_role(role))]
+
+
 def image_targets(cluster: Cluster) -> list[tuple[str | None, str | None]]:
-    """(role, node) of every artefact of a cluster: an SD-card image per role that has boards, then a
-    container template per container node."""
-    roles = [(role, None) for role in cluster.roles if on_boards(cluster.nodes_with_role(role))]
-    containers = [(None, n.name) for n in cluster.nodes if n.platform != RASPBERRY_PI]
-    return [*roles, *containers]
+    """(role, node) of every artefact of a cluster: its role images, then one artefact per node
+    whose platform has no role images (a container template)."""
+    return [*role_targets(cluster), *((None, n.name) for n in cluster.nodes if not platform_of(n).role_images)]

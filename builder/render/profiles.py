@@ -22,17 +22,14 @@ from jinja2.exceptions import SecurityError
 from builder.config.grammar import control_problem, shown
 from builder.config.input_files import inside, read_yaml_file
 from builder.config.reader import Reader
+from builder.config.roles import COMMON, ROLE_RE, available_roles, role_problem
 from builder.errors import InputError
 from builder.render.error_labels import labelled
 from builder.render.gpio import GpioClaim, check_gpio, claims_of_line
 from builder.render.sandbox import problem as template_problem
 from builder.render.sandbox import render, sandbox
 
-COMMON = "common"
-# Add-on profiles: merged into a role by a cluster-file switch (after the role's own), never roles themselves.
-ADDONS = ("accounting", "access", "wireguard")
 BOARDS = ("pi4", "pi5")    # config.txt's model filters for the boards of BOARD_MODELS
-ROLE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 UNIT_RE = re.compile(r"[A-Za-z0-9:_.@\\-]{1,255}")
 SETTING_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
@@ -63,6 +60,7 @@ class Profile:
     """One role, merged with `common` and its includes."""
 
     role: str
+    file: str                              # the role's own profile, named in its folder: what messages blame
     sources: tuple[str, ...]               # profile names in merge order, e.g. common, compute, timeserver
     description: str = ""
     packages: tuple[str, ...] = ()
@@ -80,10 +78,6 @@ class Profile:
     remove: tuple[str, ...] = ()
     grow_mib: int = 0
     package_steps: tuple[PackageStep, ...] = ()   # in merge order: the layers a role image is built from
-
-    @property
-    def file(self) -> str:
-        return f"profiles/{self.role}.yaml"
 
     def runs(self, unit: str) -> bool:
         """Whether the role's images enable `unit` (role-image extras included)."""
@@ -111,17 +105,12 @@ class _Raw:
     grow_mib: int
 
 
-def available_roles(profiles_dir: Path) -> list[str]:
-    return sorted(p.stem for p in Path(profiles_dir).glob("*.yaml") if p.stem not in (COMMON, *ADDONS))
-
-
 def load_profile(profiles_dir: Path, role: str, addons: tuple[str, ...] = ()) -> Profile:
     """Read `role` and everything it includes (and `common`), then `addons`, check it, and merge it."""
     profiles_dir = Path(profiles_dir)
-    if (not ROLE_RE.fullmatch(role) or role in (COMMON, *ADDONS)
-            or not _exists(profiles_dir / f"{role}.yaml")):
-        raise InputError(f"role {shown(role)} has no profile {profiles_dir.name}/{role}.yaml",
-                         hint="use one of " + ", ".join(available_roles(profiles_dir)) + " or add that profile")
+    no_role = role_problem(profiles_dir, role)
+    if no_role is not None:
+        raise InputError(no_role[0], hint=no_role[1])
     order: list[_Raw] = []
     seen: set[str] = set()
     if _exists(profiles_dir / f"{COMMON}.yaml"):
@@ -129,7 +118,7 @@ def load_profile(profiles_dir: Path, role: str, addons: tuple[str, ...] = ()) ->
     _collect(profiles_dir, role, (), order, seen)
     for addon in addons:
         _collect(profiles_dir, addon, (), order, seen)
-    return _merge(role, order)
+    return _merge(role, f"{profiles_dir.name}/{role}.yaml", order)
 
 
 def _collect(profiles_dir: Path, name: str, chain: tuple[str, ...], order: list[_Raw], seen: set[str]) -> None:
@@ -264,7 +253,7 @@ def unit_name(unit: str) -> str:
     return unit if "." in unit else f"{unit}.service"
 
 
-def _merge(role: str, order: list[_Raw]) -> Profile:
+def _merge(role: str, file: str, order: list[_Raw]) -> Profile:
     settings: dict[str, Any] = {}
     for raw in order:
         settings.update(raw.settings)
@@ -298,6 +287,7 @@ def _merge(role: str, order: list[_Raw]) -> Profile:
         check_gpio(role, [*claims, *board_claims[board]])
     return Profile(
         role=role,
+        file=file,
         sources=tuple(raw.name for raw in order),
         description=order[-1].description,
         packages=lists["packages"],

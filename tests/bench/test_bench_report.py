@@ -26,7 +26,7 @@ from builder.bench import (
     role_layer_rows,
     write_scale_cluster,
 )
-from builder.build import BuildRequest, plan_build
+from builder.build import plan_job
 from builder.config import load_cluster
 from builder.layers import layer_path, layer_record_path, role_layers
 from builder.paths import repo_root
@@ -137,8 +137,7 @@ def test_each_roles_layers_report_their_cold_time_and_size_and_the_role_image_it
     work.cluster_file.write_text(yaml.safe_dump(data))
     cluster = load_cluster(work.cluster_file, profiles_dir=repo_root() / "profiles")
     base, cache = tmp_path / "base.img", tmp_path / "cache"
-    request = BuildRequest(cluster=cluster, role="auxiliary", cache=cache, secrets=False)
-    layers = role_layers(base, plan_build(request))
+    layers = role_layers(base, plan_job(cluster, [("auxiliary", None)], secrets=False, cache=cache).plans[0])
     for n, layer in enumerate(layers):
         path = layer_path(cache, layer)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +147,7 @@ def test_each_roles_layers_report_their_cold_time_and_size_and_the_role_image_it
     image = tmp_path / "out" / f"{cluster.name}-auxiliary.img"
     image.parent.mkdir()
     image.write_bytes(b"y" * (3 << 20))
-    rows = role_layer_rows(cache, base, [str(image)], request)
+    rows = role_layer_rows(cache, base, [str(image)], cluster)
     aux = [r for r in rows if r.role == "auxiliary"]
     assert [r.layer for r in aux] == [layer.profile for layer in layers]
     assert aux[0].layer == "common" and aux[0].cold_seconds is None and "slurm-client" in aux[0].new

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildRequest, build_image
+from builder.build import build_job, plan_job
 from builder.config import Cluster
 from builder.paths import cache_root
 from tests.boot import departures, disks
@@ -145,9 +145,9 @@ def bootlab(served_base: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     cluster = write_cluster(folder, lab_yaml(served_base, folder / "secrets",
                                              key.with_suffix(".pub").read_text().strip()))
     started = time.monotonic()
-    images = {role: build_image(BuildRequest(cluster=cluster, role=role, secrets=False, out_dir=folder / "out",
-                                             cache=cache_root()))
-              for role in ("controller", "auxiliary", "compute")}
+    roles = ("controller", "auxiliary", "compute")
+    job = plan_job(cluster, [(role, None) for role in roles], secrets=False, out_dir=folder / "out", cache=cache_root())
+    images = {built.plan.role: built.path for built in build_job(job)}
     kernel = boot_kernel(cache_root())
     report("boot test report", f"fixtures (role images --no-secrets, kernel {kernel.release}): "
                    f"{time.monotonic() - started:.0f}s")
@@ -166,8 +166,9 @@ def lone_compute(bootlab: BootLab, served_base: dict[str, str], tmp_path_factory
     data = lab_yaml(served_base, folder / "secrets", bootlab.key.with_suffix(".pub").read_text().strip())
     del data["fileserver"]
     cluster = write_cluster(folder, data)
-    return build_image(BuildRequest(cluster=cluster, role="compute", secrets=False, out_dir=folder / "out",
-                                    cache=cache_root()))
+    [built] = build_job(plan_job(cluster, [("compute", None)], secrets=False, out_dir=folder / "out",
+                                 cache=cache_root()))
+    return built.path
 
 
 def _munge_key(folder: Path) -> bytes:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildRequest, plan_build
+from builder.build import plan_job
 from builder.config import load_cluster
 from builder.image import open_image
 from builder.provision.rendered_files import apply_boot_edits
@@ -79,7 +79,7 @@ def test_lines_land_in_all_when_the_file_ends_in_a_board_section_and_twice_adds_
     (tmp_path / "config.txt").write_text(user_config)
     sh("mcopy", "-o", "-i", f"{copy}@@{reader.boot_offset}", tmp_path / "config.txt", "::config.txt")
 
-    plan = plan_build(BuildRequest(cluster=load_cluster(lab.cluster_file), role="auxiliary"))
+    [plan] = plan_job(load_cluster(lab.cluster_file), [("auxiliary", None)]).plans
     for _ in range(2):
         with open_image(copy) as img:
             apply_boot_edits(img, plan)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.build import BuildRequest, build_images
+from builder.build import build_job, plan_job
 from builder.config import Cluster, load_cluster
 from builder.paths import cache_root, repo_root
 from tests.cluster.checks import Inventory
@@ -70,9 +70,9 @@ def write_cluster(folder: Path, data: dict[str, object]) -> Cluster:
 
 
 def build_role_images(cluster: Cluster, out: Path, roles: tuple[str, ...]) -> dict[str, Path]:
-    # build_images: the layers the roles share are built once, independent ones side by side.
-    built = build_images([BuildRequest(cluster=cluster, role=role, out_dir=out, cache=cache_root()) for role in roles])
-    return dict(zip(roles, built, strict=True))
+    # One job: the layers the roles share are built once, independent ones side by side.
+    built = build_job(plan_job(cluster, [(role, None) for role in roles], out_dir=out, cache=cache_root()))
+    return {each.plan.role: each.path for each in built}
 
 
 @pytest.fixture(scope="session")

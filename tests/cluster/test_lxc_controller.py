@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.build import BuildRequest, build_images
+from builder.build import build_job, plan_job
 from builder.paths import cache_root
 from tests.cluster.conftest import Lab, cluster_yaml, write_cluster
 from tests.cluster.test_cluster import boot_and_check
@@ -36,7 +36,8 @@ def container_lab(lab: Lab, folder: Path) -> tuple[Lab, Path]:
     head["platform"] = "proxmox-lxc"
     cluster = write_cluster(folder, data)
     started = time.monotonic()
-    [template] = build_images([BuildRequest(cluster=cluster, node="head", out_dir=folder / "out", cache=cache_root())])
+    [built] = build_job(plan_job(cluster, [(None, "head")], out_dir=folder / "out", cache=cache_root()))
+    template = built.path
     report("cluster test report", f"container template {template.name}: {template.stat().st_size >> 20} MiB, "
                    f"built in {time.monotonic() - started:.0f}s")
     return dataclasses.replace(lab, cluster=cluster), template

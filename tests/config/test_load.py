@@ -115,3 +115,15 @@ def test_cli_missing_file(tmp_path: Path) -> None:
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "no.yaml: no such file" in proc.stderr
+
+
+def test_an_addon_profile_is_no_role_and_not_offered_as_one(tmp_path: Path, data: dict) -> None:
+    # One rule for "role has a profile": the cluster file's loader refuses what the profile loader
+    # refuses (common and the add-ons exist as files, but are no roles), and offers neither.
+    data["nodes"][0].update(role="accounting")
+    with pytest.raises(InputError) as info:
+        load_cluster(write(tmp_path, data), profiles_dir=ROOT / "profiles")
+    line = info.value.one_line()
+    assert "nodes[0].role: role 'accounting' has no profile profiles/accounting.yaml" in line, line
+    offered = line.split("use one of ", 1)[1]
+    assert not {"accounting", "access", "wireguard", "common"} & set(offered.replace(",", " ").split()), line

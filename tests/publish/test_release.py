@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.build import plan_job, verified_base
+from builder.build import plan_job
 from builder.config import load_cluster
 from builder.paths import repo_root
-from builder.publish.release import publish_role
+from builder.publish.release import publish_images
 from tests.flash.cardtools import loop_card, sha256_prefix
 from tests.publish import imager_schema
 from tests.publish.conftest import ReleaseKey
@@ -232,8 +232,7 @@ def test_reproducible_file_tree(release: Release, tmp_path: Path) -> None:
     job = plan_job(cluster, [("compute", None)], secrets=False, cache=tmp_path / "cold-cache")
     work = tmp_path / "again"
     work.mkdir()
-    publish_role(job, job.plans[0], verified_base(job), work, epoch=EPOCH, date=DATE, fast=True, zstd=False,
-                 base_url="file:///")
+    publish_images(job, work, epoch=EPOCH, date=DATE, fast=True, zstd=False, base_url="file:///")
     again = tmp_path / "again.img"
     with open(again, "wb") as out:
         subprocess.run(["xz", "-dc", work / f"minilab-compute-{DATE}.img.xz"], stdout=out, check=True)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from builder.config import Cluster
+from builder.config.roles import available_roles
 from builder.errors import InputError
 from builder.layers import role_layers
 from builder.render import render_plan
-from builder.render.profiles import available_roles, load_profile
+from builder.render.profiles import load_profile
 from tests.render.render_support import OVERLAYS, PROFILES, file, paths, plan, text, unit
 
 CONF = "/etc/slurm/slurmdbd.conf"

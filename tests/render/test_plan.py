@@ -365,3 +365,23 @@ def test_slurmd_nodes_tell_slurm_about_the_power_button(small: Cluster, role: st
     scopes = configparser.ConfigParser(strict=False, interpolation=None)
     scopes.read_string(text(p, SCOPES_FIRST))
     assert scopes["Unit"]["Before"] == "clusterbake-slurm-power.service"
+
+
+def test_one_planning_stage_loads_each_profile_once(reference: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builder.render.plan as planning
+    from builder.render.plan import plan_targets
+
+    loaded: list[str] = []
+    real = planning.load_profile
+
+    def counted(profiles_dir: Path, role: str, addons: tuple[str, ...] = ()) -> object:
+        loaded.append(role)
+        return real(profiles_dir, role, addons)
+
+    monkeypatch.setattr(planning, "load_profile", counted)
+    targets = [(role, None) for role in reference.roles] + [(None, n.name) for n in reference.nodes]
+    profiles, plans = plan_targets(reference, targets, secrets=False, profiles_dir=PROFILES, overlays_dir=OVERLAYS)
+    assert sorted(loaded) == sorted(reference.roles) == sorted(profiles)   # not once per target
+    assert len(plans) == len(targets) and all(p.profile is profiles[p.role] for p in plans)
+    with pytest.raises(TypeError):
+        profiles["compute"] = profiles["controller"]  # type: ignore[index]

@@ -103,3 +103,12 @@ def test_the_pct_create_line(mixed: Cluster) -> None:
                     "--ostype debian --unprivileged 1 --features nesting=1 "
                     "--net0 name=eth0,bridge=vmbr0,ip=192.168.7.2/24,gw=192.168.7.1 --cores 4 --memory 2048 "
                     "--rootfs local-lvm:8 --onboot 1 --nameserver '192.168.7.1 9.9.9.9' --searchdomain lab.example")
+
+
+def test_every_platform_names_its_artefact_and_one_builder_makes_each() -> None:
+    from builder.build import BUILDERS
+    from builder.render.platform import PLATFORMS, SD_CARD_IMAGE
+
+    assert {platform.artefact for platform in PLATFORMS.values()} == set(BUILDERS)
+    assert [name for name, p in PLATFORMS.items() if p.artefact == SD_CARD_IMAGE] == ["raspberry-pi"]
+    assert BUILDERS[SD_CARD_IMAGE].on_verified_base

@@ -146,3 +146,20 @@ def test_free_gpios_and_pin_free_lines_are_fine(tmp_path: Path) -> None:
     folder = shipped_plus(tmp_path, ok="config_txt: [dtparam=audio=on, 'dtoverlay=w1-gpio']\ngpio: {17: fan}\n")
     claims = {c.pin: c.what for c in load_profile(folder, "ok").gpio}
     assert claims == {3: "dtoverlay=gpio-shutdown", 4: "dtoverlay=w1-gpio", 17: "fan"}
+
+
+def test_a_profile_names_its_file_in_the_profiles_folder_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under $CLUSTERBAKE_PROFILES, what the plan blames is that folder's file, not the repository's."""
+    from builder.build import plan_job
+    from builder.config import load_cluster
+    from builder.paths import repo_root
+
+    folder = tmp_path / "lab-profiles"
+    shutil.copytree(PROFILES, folder)
+    monkeypatch.setenv("CLUSTERBAKE_PROFILES", str(folder))
+    cluster = load_cluster(repo_root() / "cluster.yaml", profiles_dir=folder)
+    [plan] = plan_job(cluster, [("compute", None)], secrets=False).plans
+    assert plan.profile.file == plan.source == "lab-profiles/compute.yaml"
+    preset = next(f for f in plan.files if f.path == "/etc/systemd/system-preset/00-clusterbake.preset")
+    assert preset.source == "lab-profiles/compute.yaml"
+    assert load_profile(PROFILES, "compute").file == "profiles/compute.yaml"
