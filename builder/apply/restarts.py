@@ -21,6 +21,10 @@ READ_BY = {
     "/etc/prometheus/": "prometheus.service",
     "/etc/slurm/slurmdbd.conf": "slurmdbd.service",
 }
+# Oneshot units that do their work at boot and exit: `try-restart` finds them inactive and does nothing,
+# so a change to what they run is carried out by starting them again (the cluster keys script lists the
+# users: a user added by apply gets the key to SSH between nodes now, not at the file server's next boot).
+RUN_AGAIN = {"/usr/local/lib/clusterbake/cluster-keys": "clusterbake-cluster-keys.service"}
 UNIT_DIR = "/etc/systemd/system/"
 RECONFIGURE = ["scontrol", "reconfigure"]
 
@@ -36,7 +40,8 @@ def _unit_of(path: str) -> str | None:
 
 
 def node_commands(changed: Iterable[str], enabled: Iterable[str]) -> list[list[str]]:
-    """The commands a node runs after its files changed: daemon-reload, exportfs, then restarts in ORDER."""
+    """The commands a node runs after its files changed: daemon-reload, exportfs, oneshots run again, then
+    restarts in ORDER."""
     paths = list(changed)
     running = set(enabled)
     commands: list[list[str]] = []
@@ -44,6 +49,7 @@ def node_commands(changed: Iterable[str], enabled: Iterable[str]) -> list[list[s
         commands.append(["systemctl", "daemon-reload"])
     if any(p.startswith("/etc/exports.d/") for p in paths) and "nfs-server.service" in running:
         commands.append(["exportfs", "-ra"])
+    commands += [["systemctl", "start", unit] for path, unit in RUN_AGAIN.items() if path in paths and unit in running]
     units = {u for p in paths if (u := _unit_of(p)) is not None and u in running}
     ordered = [u for u in ORDER if u in units] + sorted(units - set(ORDER) - {"slurmctld.service"})
     commands += [["systemctl", "try-restart", unit] for unit in ordered]

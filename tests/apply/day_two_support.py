@@ -19,7 +19,11 @@ def small_lab(folder: Path) -> Cluster:
 
 
 def plans(cluster: Cluster) -> tuple[NodePlan, ...]:
-    return node_plans(cluster, profiles_dir=PROFILES, overlays_dir=OVERLAYS)
+    return plans_of(cluster)
+
+
+def plans_of(cluster: Cluster, only: tuple[str, ...] = ()) -> tuple[NodePlan, ...]:
+    return node_plans(cluster, profiles_dir=PROFILES, overlays_dir=OVERLAYS, only=only)
 
 
 def _accounts(plan: NodePlan) -> tuple[str, str]:
@@ -55,7 +59,13 @@ def booted_node(root: Path, plan: NodePlan) -> None:
 
 
 def booted_lab(cluster: Cluster, folder: Path) -> tuple[tuple[NodePlan, ...], dict[str, Path]]:
-    node_plans_ = plans(cluster)
+    return booted_lab_of(cluster, folder)
+
+
+def booted_lab_of(cluster: Cluster, folder: Path,
+                  only: tuple[str, ...] = ()) -> tuple[tuple[NodePlan, ...], dict[str, Path]]:
+    """Those nodes of `cluster` (all by default) as fake booted nodes."""
+    node_plans_ = plans_of(cluster, only)
     roots = {}
     for plan in node_plans_:
         roots[plan.node.name] = folder / plan.node.name

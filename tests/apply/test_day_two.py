@@ -4,6 +4,7 @@ Only the transport differs from a cluster's: no SSH (its failures are checked fr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,13 +19,15 @@ from builder.apply.desired import NodePlan
 from builder.apply.restarts import RECONFIGURE, controller_needs_reconfigure, node_commands
 from builder.apply.transport import LocalTransport, SshTransport, ssh_failure
 from builder.cli import main
-from builder.config import Cluster
+from builder.config import Cluster, load_cluster
+from builder.config.model import User
 from builder.errors import InputError
-from tests.apply.day_two_support import booted_lab, edited_lab, plans, small_lab
-from tests.render.render_support import ALICE_KEY, BOB_KEYS
+from tests.apply.day_two_support import booted_lab, booted_lab_of, edited_lab, plans, plans_of, small_lab
+from tests.render.render_support import ALICE_KEY, BOB_KEYS, PROFILES
 
 NEW_NODE = '  - {name: c3,    role: compute,    ip: 192.168.7.13, model: pi5-8gb}\n'
 C2 = '      mac: "2c:cf:67:00:00:12"}\n'
+CLUSTER_KEYS = "/usr/local/lib/clusterbake/cluster-keys"
 CAROL_KEY = ALICE_KEY.replace("alice@laptop", "carol@desk")
 
 
@@ -266,3 +269,20 @@ def test_only_accounts_clusterbake_recorded_with_the_same_uid_are_removed(lab: L
     reports = {r.name: r for r in probe_nodes(plans(edited_lab(tmp_path, BOB, "")), LocalTransport(roots))}
     assert reports["c1"].drift is not None and reports["c1"].drift.remove_users == ("bob",)
     assert reports["c2"].drift is not None and reports["c2"].drift.remove_users == ()
+
+
+def test_a_user_added_gets_the_cluster_key_made_on_the_file_server_at_once(tmp_path: Path) -> None:
+    """The file server makes each cluster user's SSH key in the shared home with a oneshot unit run at boot
+    (clusterbake-cluster-keys.service). A user `apply` added had none until the file server booted again,
+    so could not SSH from node to node (issue 15's promise): apply must run the unit again, and `start` it,
+    since `try-restart` leaves a finished oneshot alone."""
+    reference = load_cluster(Path(__file__).parents[2] / "cluster.yaml", profiles_dir=PROFILES)
+    cluster = dataclasses.replace(reference, secrets_dir=tmp_path / "secrets")
+    _, roots = booted_lab_of(cluster, tmp_path / "nodes", only=("gps", "node01"))
+    carol = User(name="carol", uid=2003, gid=2003, ssh_keys=(CAROL_KEY,))
+    edited = plans_of(dataclasses.replace(cluster, users=(*cluster.users, carol)), only=("gps", "node01"))
+    reports = {r.name: r for r in probe_nodes(edited, LocalTransport(roots))}
+    run_keys = ["systemctl", "start", "clusterbake-cluster-keys.service"]
+    assert run_keys in write_request(reports["gps"])["commands"]
+    assert run_keys not in write_request(reports["node01"])["commands"]
+    assert node_commands([CLUSTER_KEYS], ["nfs-server.service"]) == []     # a node that is no file server

@@ -21,6 +21,7 @@ from builder.build import build_job, plan_job
 from builder.config import Cluster
 from builder.paths import cache_root
 from tests.boot import departures, disks
+from tests.boot.booted_lab import booted, pytest_runtest_teardown  # noqa: F401 - the lab's VMs, session-wide
 from tests.boot.kernel import BootKernel, boot_kernel
 from tests.boot.machines import Machine, MachineSpec, machines_running, private_lan, sweep_leftovers
 from tests.built_images.image_reader import ImageReader
@@ -62,7 +63,8 @@ def lab_yaml(base_image: dict[str, str], secrets_dir: Path, public_key: str) -> 
             {"name": "node01", "role": "compute", "ip": "10.78.0.101", "mac": "52:54:00:78:01:01", **SLURM_NODE},
             {"name": "node02", "role": "compute", "ip": "10.78.0.102", "mac": "2c:cf:67:78:01:02", **SLURM_NODE},
         ],
-        "users": [{"name": USER, "uid": 2000, "groups": ["adm", "systemd-journal"], "ssh_keys": [public_key]}],
+        # In group sudo without a password: `apply` logs in as this user and runs `sudo -n` (issue 24).
+        "users": [{"name": USER, "uid": 2000, "groups": ["adm", "systemd-journal", "sudo"], "ssh_keys": [public_key]}],
         # A headless lab names its user, so Raspberry Pi OS's console wizard stays off.
         "first_user": USER,
         "secrets_dir": str(secrets_dir),

@@ -15,7 +15,10 @@ The images boot under their own systemd as PID 1; what differs is the machine ar
    (virtio-net would otherwise be `enp0s1`; a Pi's Ethernet is `eth0`).
 4. No GPS receiver or PPS pulse on the time server: chronyd exits when a `refclock PPS` device
    is missing, so its `refclock` lines are removed from the time server's disk copy
-   (`DROP_REFCLOCKS`), and it serves the cluster from its `local stratum` fallback.
+   (`DROP_REFCLOCKS`), and it serves the cluster from its `local stratum` fallback. `apply` (day
+   two) renders the time server's plan from a copy of `overlays/` whose chrony template has lost
+   the same lines (`overlays_without_refclocks`): it would otherwise put them back and restart chronyd
+   into that exit.
 
 5. Time: under emulation on a shared 2-core host a VM runs many times slower than a Pi, so
    systemd's default 90 s for a device to appear and for a unit to start are raised to
@@ -37,6 +40,9 @@ boot partition, and the NIC's MAC address taken from the inventory's `mac`.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from tests.built_images.image_reader import config_sections
 
 MODULES = (
@@ -55,8 +61,9 @@ TIMEOUT_SEC = 420
 CMDLINE_EXTRA = ("net.ifnames=0", f"systemd.default_device_timeout_sec={TIMEOUT_SEC}",
                  f"systemd.default_timeout_start_sec={TIMEOUT_SEC}", "console=ttyAMA0,115200")
 
-# The roles whose chrony.conf loses its refclock lines (item 4).
+# The roles whose chrony.conf loses its refclock lines (item 4), and the template it is rendered from.
 DROP_REFCLOCKS = ("timeserver", "auxiliary")
+CHRONY_TEMPLATE = "time-server/etc/chrony/chrony.conf.j2"
 
 
 OVERLAY_DEFAULT_DEBOUNCE_MS = 100   # gpio-shutdown without `debounce=` (its README)
@@ -79,3 +86,12 @@ def kernel_cmdline(image_cmdline: str) -> str:
 def without_refclocks(chrony_conf: str) -> str:
     return "".join(line for line in chrony_conf.splitlines(keepends=True)
                    if not line.lstrip().startswith("refclock"))
+
+
+def overlays_without_refclocks(overlays: Path, dest: Path) -> Path:
+    """A copy of `overlays` whose time server's chrony template has no refclock lines (item 4), for the
+    plans `apply` makes ($CLUSTERBAKE_OVERLAYS)."""
+    shutil.copytree(overlays, dest, symlinks=True)
+    template = dest / CHRONY_TEMPLATE
+    template.write_text(without_refclocks(template.read_text()))
+    return dest

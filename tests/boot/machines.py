@@ -138,6 +138,9 @@ class Machine:
         return self.folder / f"console-{self.boots}.log"
 
     def boot(self) -> None:
+        # A second QEMU on the same disk would be refused its write lock, and the first one, no longer
+        # referenced, would outlive the test.
+        assert not self.alive(), f"{self.name}: boot() while its VM is still running"
         self.close_master()
         self.boots += 1
         tap = self.lan.add_tap()

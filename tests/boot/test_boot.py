@@ -11,41 +11,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.boot import checks, usable
-from tests.boot.conftest import BY_MAC_ONLY, SERVICES, BootLab, vms
+from tests.boot.booted_lab import BOOT_TIMEOUT, Booted
+from tests.boot.conftest import BY_MAC_ONLY, SERVICES, BootLab
 from tests.boot.machines import Machine
 from tests.reports import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
-BOOT_TIMEOUT = 1500         # four VMs on two cores take ~11 min, much longer when the host is busy
 POWER_OFF_TIMEOUT = 180
 SHORT_PRESS_GRACE = 12     # seconds after the hold time in which a short press must not have powered the VM off
-
-
-@dataclass
-class Booted:
-    machines: dict[str, Machine]
-    states: dict[str, str]          # is-system-running after the first boot
-    seconds: float                  # until every node answered
-    folder: Path
-
-
-@pytest.fixture(scope="module")
-def booted(bootlab: BootLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
-    folder = tmp_path_factory.mktemp("boot")
-    specs = [bootlab.disk(n.name, folder / "disks") for n in bootlab.cluster.nodes]
-    with vms(bootlab, specs, folder) as machines:
-        started = time.monotonic()
-        deadline = started + BOOT_TIMEOUT
-        states = {name: checks.wait_booted(m, deadline) for name, m in machines.items()}
-        yield Booted(machines, states, time.monotonic() - started, folder)
 
 
 def with_consoles(problems: list[str], machines: dict[str, Machine]) -> str:
