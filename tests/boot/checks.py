@@ -232,8 +232,14 @@ def check_munge(machines: Mapping[str, Machine], inv: Inventory) -> list[str]:
     return problems
 
 
-def check_time(machines: Mapping[str, Machine], inv: Inventory, timeout: float = 180) -> list[str]:
-    """chronyd on each compute node selected the time server (`^*` in `chronyc sources`)."""
+def check_time(machines: Mapping[str, Machine], inv: Inventory, timeout: float = 480) -> list[str]:
+    """chronyd on each compute node selected the time server (`^*` in `chronyc sources`).
+
+    The bound covers a time server that answers late: a client polls every 64 s once its first
+    burst went unanswered and selects a source after a few samples. At c23b907 the four VMs
+    answered 267 s after starting (quiet machine; 371–432 s in earlier runs, with the checks
+    correspondingly later) and node01 still showed the time server `^?` with one reply (Reach 1,
+    44 s old) at the end of the former 180 s bound."""
     server = inv.addresses[inv.time_server]
     problems = []
     for name in inv.compute:
