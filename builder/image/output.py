@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from builder.cache import install
+from builder.host.procfs import pid_alive
 from builder.host.record import forget, remember
 from builder.host.signals import signals_held
 
@@ -34,3 +36,28 @@ def atomic_output(final: Path) -> Iterator[Path]:
         with signals_held():
             tmp.unlink(missing_ok=True)
             forget("file", str(tmp))
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """A private directory beside `final` (`.<name>.partial-<pid>`); when the block succeeds it
+    replaces `final` whole, the old one removed: readers see the old tree or the new, never a mix,
+    nor none (no signal between the two renames). Leftovers of dead builders are removed first."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*final.parent.glob(f".{final.name}.partial-*"), *final.parent.glob(f".{final.name}.old-*")]:
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    work = partial_path(final)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        yield work
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        with signals_held():
+            if final.exists():
+                os.replace(final, old)
+            os.replace(work, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

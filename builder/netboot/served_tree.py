@@ -15,11 +15,9 @@ replaces is removed after. A node picks up a new tree at its next boot.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from builder.command import run
@@ -27,6 +25,7 @@ from builder.config.model import Cluster
 from builder.config.netboot import network_booted, tftp_folder
 from builder.errors import InputError
 from builder.image import open_image
+from builder.image.output import atomic_directory
 from builder.image.tree import DirectoryRoot
 from builder.layers import copy_sparse
 from builder.netboot.boot_files import CARD_ONLY, netboot_cmdline
@@ -41,7 +40,7 @@ log = logging.getLogger("clusterbake")
 def served_tree(cluster: Cluster, image: Path, out: Path, *, overlays_dir: Path) -> Path:
     """The served tree of `cluster`'s diskless nodes from its built compute role `image`, at `out`."""
     require_diskless(cluster)
-    with _staged(out) as staging:
+    with atomic_directory(out) as staging:
         with step("Shared root and boot files from " + image.name):
             copy = staging / "image.img"
             copy_sparse(image, copy)     # opened read-write by the image engine: the artefact stays untouched
@@ -87,20 +86,3 @@ def write_served_tree(cluster: Cluster, *, boot: Path, root: Path, dest: Path, o
         log.info("%s: boot files in %s/%s, state in %s/%s", node.name, TFTP_ROOT, tftp_folder(node), STATE_EXPORT,
                  node.name)
     write_server_files(cluster, dest, overlays_dir)
-
-
-@contextlib.contextmanager
-def _staged(out: Path) -> Iterator[Path]:
-    """A folder beside `out`, renamed to `out` when the block succeeds, removed when it fails."""
-    staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        yield staging
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        if out.exists():
-            out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

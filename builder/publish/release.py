@@ -27,9 +27,8 @@ from builder.command import require_tool, run
 from builder.config.model import Cluster
 from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
-from builder.host.procfs import pid_alive
-from builder.host.signals import signals_held
 from builder.image import OpenImage
+from builder.image.output import atomic_directory
 from builder.progress import step
 from builder.publish.bmap import create_bmap
 from builder.publish.compress import compress_xz, compress_zstd
@@ -166,22 +165,6 @@ def staged_release(dist: Path) -> Iterator[Path]:
     """A private directory beside `dist`; on success it replaces `dist` (the old release is removed)."""
     if dist.exists() and not dist.is_dir():
         raise InputError(f"{dist}: exists and is not a directory", hint="give another --dist")
-    dist.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*dist.parent.glob(f".{dist.name}.partial-*"), *dist.parent.glob(f".{dist.name}.old-*")]:
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    work = dist.parent / f".{dist.name}.partial-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    try:
+    with atomic_directory(dist) as work:
         yield work
         shutil.rmtree(work / ".raw", ignore_errors=True)
-        old = dist.parent / f".{dist.name}.old-{os.getpid()}"
-        with signals_held():  # old or new dist/, never none: no signal between the two renames
-            if dist.exists():
-                os.replace(dist, old)
-            os.replace(work, dist)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
