@@ -149,14 +149,39 @@ def stderr_tail(stderr: str, lines: int = 4) -> str:
     return " | ".join(kept[-lines:]) or "no message"
 
 
+# Without /run/user/<uid>, gpg-agent puts its sockets in the keyring folder, and a Unix socket's path
+# holds at most 107 bytes: a keyring deep in a long cache path got no agent ("failed to start agent").
+SOCKET_PATH_MAX = 107
+LONGEST_SOCKET = "/S.gpg-agent.browser"
+
+
+@contextlib.contextmanager
+def _short_path(home: Path) -> Iterator[Path]:
+    """`home`, or a short link to it in the temporary folder when the agent's sockets would not fit in it."""
+    if len(os.fsencode(home.absolute())) + len(LONGEST_SOCKET) <= SOCKET_PATH_MAX:
+        yield home
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cbgpg-"))
+    link = folder / "k"
+    try:
+        link.symlink_to(home.absolute())
+        yield link
+    finally:
+        stop_agent(link)
+        link.unlink(missing_ok=True)
+        folder.rmdir()
+
+
 @contextlib.contextmanager
 def _gpg(home: Path, *, stop: bool = True) -> Iterator[gnupg.GPG]:
     home.mkdir(parents=True, exist_ok=True)
-    if stop:
-        # gpg refuses (or warns about) a home that others can read; secret keys live here.
-        os.chmod(home, 0o700)
-    try:
-        yield gnupg.GPG(gnupghome=str(home))
-    finally:
-        if stop:
-            stop_agent(home)
+    if not stop:
+        yield gnupg.GPG(gnupghome=str(home))        # the user's keyring and agent, as they are
+        return
+    # gpg refuses (or warns about) a home that others can read; secret keys live here.
+    os.chmod(home, 0o700)
+    with _short_path(home) as used:
+        try:
+            yield gnupg.GPG(gnupghome=str(used))
+        finally:
+            stop_agent(used)

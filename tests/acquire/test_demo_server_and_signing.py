@@ -124,3 +124,16 @@ def test_signing_key_signatures_verify_with_gpg_and_leave_no_agent(tmp_path: Pat
         result = subprocess.run([*gpg, "--verify", str(tmp_path / "data.sig"), str(data)],
                                 capture_output=True, text=True)
         assert result.returncode != 0 and "BADSIG" in result.stdout
+
+
+def test_a_keyring_deep_in_a_long_cache_path_still_signs(tmp_path: Path) -> None:
+    """The bench's cache (2026-12-04) put the demo key 95 bytes deep: its agent's socket did not fit in a
+    Unix socket's 107 bytes and gpg failed "to start agent"."""
+    data = tmp_path / "data.img.xz"
+    data.write_bytes(BODY)
+    home = tmp_path / ("deep-" + "c" * max(1, 120 - len(str(tmp_path)))) / "demo-key"
+    assert len(str(home)) > 110
+    fingerprint = create_signing_key(home, "Demo Signer")
+    sign_detached(home, fingerprint, data, tmp_path / "data.sig")
+    assert (tmp_path / "data.sig").stat().st_size > 0
+    assert gpg_agents(home) == [] and not list(home.glob("S.gpg-agent*"))
