@@ -87,9 +87,10 @@ release: deps
 verify-release: deps
 	$(PY) -m builder verify-release --key "$(RELEASE_KEY)" $(ARGS)
 
-# Diskless compute nodes: the served tree in $(OUT)/netboot, from the compute role image (DEMO=1: stand-in base).
+# Diskless compute nodes: the served tree in $(OUT)/netboot, from the compute role image (DEMO=1: stand-in base);
+# PUSH=1: then onto the running file server over SSH (as apply reaches it).
 netboot: deps
-	$(PY) -m builder netboot --cluster $(CLUSTER) --out $(OUT) $(if $(DEMO),--demo) $(ARGS)
+	$(PY) -m builder netboot --cluster $(CLUSTER) --out $(OUT) $(if $(DEMO),--demo) $(if $(PUSH),--push) $(ARGS)
 
 IMAGE ?=
 DEVICE ?=

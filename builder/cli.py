@@ -136,6 +136,8 @@ def _cmd_netboot(args: argparse.Namespace) -> int:
         [built] = build_job(job)
         tree = served_tree(cluster, built.path, args.tree or args.out / "netboot", overlays_dir=overlays_dir())
         print(tree, flush=True)
+        if args.push:
+            _push_tree(cluster, tree, args.identity)
         return 0
 
     if not args.demo:
@@ -145,6 +147,21 @@ def _cmd_netboot(args: argparse.Namespace) -> int:
 
     with serve_standin(args.cache) as base_image:
         return netboot(demo_cluster_file(args.cluster, base_image, args.cache / "demo" / "cluster.yaml"))
+
+
+def _push_tree(cluster: Cluster, tree: Path, identity: Path | None) -> None:
+    """The served tree onto the running file server (builder/netboot/push.py), as `apply` reaches it."""
+    import tempfile
+
+    from builder.apply.commands import ssh_transport
+    from builder.netboot.push import push_tree, remote_command
+
+    assert cluster.fileserver is not None, "the loader refuses a network boot without a file server"
+    server = cluster.node(cluster.fileserver.node)
+    with tempfile.TemporaryDirectory(prefix="clusterbake-ssh-") as control:
+        receiver = ssh_transport(cluster, Path(control), identity).argv(str(server.ip), remote_command())
+        for line in push_tree(tree, receiver, server=server.name):
+            print(f"{server.name}: {line}", flush=True)
 
 
 def _node_plans(args: argparse.Namespace) -> tuple[Cluster, tuple[NodePlan, ...]]:
@@ -238,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     netboot.add_argument("--tree", type=Path, help="the served tree (default: <out>/netboot)")
     netboot.add_argument("--offline", action="store_true", help="use the cached base image only")
     netboot.add_argument("--demo", action="store_true", help="from the offline stand-in base (see `demo`)")
+    netboot.add_argument("--push", action="store_true",
+                         help="then put the tree onto the running file server over SSH (as `apply` reaches it)")
+    netboot.add_argument("--identity", type=Path, help="with --push: SSH private key (default: ssh's own choice)")
     verify = command("verify-release", _cmd_verify_release,
                      "check a release: gpg --verify SHA256SUMS.asc, sha256sum -c, os_list.json")
     verify.add_argument("--dist", type=Path, default=Path("dist"), help="release directory (default: dist)")

@@ -145,7 +145,8 @@ def write(root: Path, request: dict[str, Any]) -> dict[str, Any]:
         _write_file(root, item, users, groups)
         done.append(item["path"])
     for unit in request.get("enable", []):
-        subprocess.run(["systemctl", "enable", unit], check=True, capture_output=True)
+        # Started now as well: a service the plan turned on (the diskless nodes' dnsmasq) serves at once.
+        subprocess.run(["systemctl", "enable", "--now", unit], check=True, capture_output=True)
         done.append(f"enable {unit}")
     for argv in request.get("commands", []):
         subprocess.run(argv, check=True, capture_output=True)

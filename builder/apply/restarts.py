@@ -20,6 +20,7 @@ READ_BY = {
     "/etc/default/slurmd": "slurmd.service",
     "/etc/prometheus/": "prometheus.service",
     "/etc/slurm/slurmdbd.conf": "slurmdbd.service",
+    "/etc/clusterbake/netboot/": "clusterbake-netboot-dnsmasq.service",
 }
 # Oneshot units that do their work at boot and exit: `try-restart` finds them inactive and does nothing,
 # so a change to what they run is carried out by starting them again (the cluster keys script lists the

@@ -14,7 +14,7 @@ from builder.config.grammar import shown
 
 COMMON = "common"
 # Add-on profiles: merged into a role by a cluster-file switch (after the role's own), never roles themselves.
-ADDONS = ("accounting", "access", "wireguard")
+ADDONS = ("accounting", "access", "wireguard", "netboot-server")
 ROLE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 

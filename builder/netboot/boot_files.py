@@ -8,7 +8,7 @@ partition, and the node's state folder is named for the netboot init.
 
 from __future__ import annotations
 
-from builder.netboot.layout import NETBOOT_INIT, ROOT_EXPORT, STATE_EXPORT
+from builder.netboot.layout import NETBOOT_INIT, STATE_EXPORT
 
 # Arguments of the image's cmdline.txt about the card's root or its first boot, which a diskless node
 # has not: the root partition, its fsck and its first-boot resize (Raspberry Pi OS's `init=` script).
@@ -21,10 +21,10 @@ PANIC_RESTART_S = 10
 CARD_ONLY = ("node.txt", "munge.key")
 
 
-def netboot_cmdline(image_cmdline: str, *, server: str, node: str) -> str:
+def netboot_cmdline(image_cmdline: str, *, server: str, root: str, node: str) -> str:
     """The image's kernel arguments (consoles, the role's own such as cgroup_enable=memory) with the root
-    over NFS: `root=/dev/nfs nfsroot=<server>:<export>,vers=4,ro ip=dhcp`, and the node's state folder."""
+    over NFS: `root=/dev/nfs nfsroot=<server>:<root>,vers=4,ro ip=dhcp`, and the node's state folder."""
     kept = [arg for arg in image_cmdline.split() if arg.partition("=")[0] not in CARD_ARGUMENTS]
-    return " ".join([*kept, "root=/dev/nfs", f"nfsroot={server}:{ROOT_EXPORT},vers=4,ro", "ip=dhcp", "rootwait",
+    return " ".join([*kept, "root=/dev/nfs", f"nfsroot={server}:{root},vers=4,ro", "ip=dhcp", "rootwait",
                      f"panic={PANIC_RESTART_S}", f"init={NETBOOT_INIT}",
                      f"clusterbake.state={server}:{STATE_EXPORT}/{node}"]) + "\n"

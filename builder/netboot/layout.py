@@ -8,7 +8,7 @@ cluster's munge key) nor a node's state (its SSH host keys) may be below it.
 from __future__ import annotations
 
 TFTP_ROOT = "/srv/netboot"              # /srv/netboot/<serial or dashed MAC>/: one node's boot partition
-ROOT_EXPORT = "/srv/netroot/compute"    # the compute role's root, shared read-only by every diskless node
+ROOT_EXPORT = "/srv/netroot/compute"    # <version>/: the compute role's root, shared read-only by every diskless node
 STATE_EXPORT = "/srv/netstate"          # /srv/netstate/<node>/: what one node keeps across reboots
 
 # On the node: the init that puts the RAM overlay on the shared root and mounts the state folder.
@@ -27,3 +27,8 @@ PERSISTENT = {
     "slurmd": "/var/lib/slurm/slurmd",          # bind-mounted: slurmd's spool (SlurmdSpoolDir)
     "journal": "/var/log/journal",              # bind-mounted: the persistent journal
 }
+
+
+def root_folder(version: str) -> str:
+    """One version of the shared root: a new tree does not replace the root that running nodes use."""
+    return f"{ROOT_EXPORT}/{version}"

@@ -28,6 +28,7 @@ from builder.render.context import NFS_SERVER_UNIT, build_context
 from builder.render.gpio import warn_pi5_power_button, with_button_hold
 from builder.render.image_file import ImageFile
 from builder.render.limits import RENDER_MEMORY, memory_budget
+from builder.render.netboot_server import NETBOOT_SERVER, netboot_addons, netboot_server_files
 from builder.render.overlays import Templates, render_overlay
 from builder.render.platform import NO_BOOT_EDITS, Platform, check_platform_roles, on_boards, platform_of
 from builder.render.profiles import Profile, load_profile
@@ -44,7 +45,8 @@ PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
 SLURMCTLD = "slurmctld.service"
 ACCOUNTING = "accounting"       # the add-on profile `slurm.accounting: true` adds to the role running slurmctld
 # The cluster-file key that switches each add-on profile on, for messages.
-ADDON_KEYS = {ACCOUNTING: "slurm.accounting", ACCESS: "access", WIREGUARD: "access.wireguard"}
+ADDON_KEYS = {ACCOUNTING: "slurm.accounting", ACCESS: "access", WIREGUARD: "access.wireguard",
+              NETBOOT_SERVER: "nodes[].boot"}
 TIME_SOURCE = "gpsd.service"    # what a role serving the cluster's time runs (see profiles/timeserver.yaml)
 
 
@@ -186,6 +188,7 @@ def _render_target(cluster: Cluster, profiles: Mapping[str, Profile], templates:
     rendered = {path: file for path, file in rendered.items() if platform.keeps(file)}
     rendered[PRESET_FILE] = _presets(enable, (*disable, *mask), profile.file)
     rendered.update((f.path, f) for f in sudoers_files(cluster, secrets=secrets))
+    rendered.update((f.path, f) for f in netboot_server_files(cluster, role))
     if "munge" in packages:
         if secrets:
             rendered[MUNGE_KEY] = ImageFile(MUNGE_KEY, munge_key(cluster.secrets_dir), 0o400, "munge", "munge",
@@ -223,9 +226,10 @@ def _render_target(cluster: Cluster, profiles: Mapping[str, Profile], templates:
 
 def _role_profile(cluster: Cluster, profiles_dir: Path, role: str) -> Profile:
     """A role's profile with the add-ons the cluster file switches on for it: with `slurm.accounting`,
-    `accounting` for the role running slurmctld; with `access:`, `access` (and `wireguard`) for the door's."""
+    `accounting` for the role running slurmctld; with `access:`, `access` (and `wireguard`) for the door's;
+    with diskless nodes, `netboot-server` for the file server's."""
     profile = load_profile(profiles_dir, role)
-    addons = access_addons(cluster, role)
+    addons = (*access_addons(cluster, role), *netboot_addons(cluster, role))
     if cluster.slurm_accounting and profile.runs(SLURMCTLD):
         addons = (ACCOUNTING, *addons)
     if not addons:

@@ -15,7 +15,8 @@ import pytest
 
 from builder.config import Cluster
 from builder.netboot.served_tree import write_served_tree
-from builder.netboot.server import dnsmasq_conf, exports
+from builder.render import render_plan
+from builder.render.netboot_server import dnsmasq_conf, exports
 from tests.netboot.tree_support import ROOT, fake_boot, fake_root, netboot_cluster
 
 UNKNOWN_MAC = "2c:cf:67:00:00:99"
@@ -72,20 +73,54 @@ def test_the_shared_root_is_read_only_and_each_state_folder_its_nodes_alone(clus
     ]
 
 
-@pytest.fixture
-def tree(tmp_path: Path, cluster: Cluster) -> Path:
-    dest = tmp_path / "served"
-    write_served_tree(cluster, boot=fake_boot(cluster, tmp_path / "boot"), root=fake_root(dest / "srv/netroot/compute"),
-                      dest=dest, overlays_dir=ROOT / "overlays")
-    return dest
-
-
-def test_the_served_tree_carries_the_file_servers_files(tree: Path, cluster: Cluster) -> None:
-    assert (tree / "etc/clusterbake/netboot/dnsmasq.conf").read_text() == dnsmasq_conf(cluster)
-    assert (tree / "etc/exports.d/clusterbake-netboot.exports").read_text() == exports(cluster)
-    unit = (tree / "etc/systemd/system/clusterbake-netboot-dnsmasq.service").read_text()
+def test_the_file_servers_plan_carries_dnsmasq_the_exports_and_the_served_folders(cluster: Cluster) -> None:
+    server = cluster.node(cluster.fileserver.node) if cluster.fileserver else None
+    assert server is not None
+    plan = render_plan(cluster, node=server.name, profiles_dir=ROOT / "profiles", overlays_dir=ROOT / "overlays")
+    files = {f.path: f for f in plan.files}
+    assert files["/etc/clusterbake/netboot/dnsmasq.conf"].data.decode() == dnsmasq_conf(cluster)
+    assert files["/etc/exports.d/clusterbake-netboot.exports"].data.decode() == exports(cluster)
+    unit = files["/etc/systemd/system/clusterbake-netboot-dnsmasq.service"].data.decode()
     assert "--conf-file=/etc/clusterbake/netboot/dnsmasq.conf" in unit
     assert "ExecStartPre=/usr/sbin/dnsmasq --test" in unit
+    assert "clusterbake-netboot-dnsmasq.service" in plan.enable and "dnsmasq-base" in plan.packages
+    # exportfs and dnsmasq refuse a missing folder: they exist before the first push.
+    for folder, mode in (("/srv/netboot", 0o755), ("/srv/netroot/compute", 0o755), ("/srv/netstate/node01", 0o700),
+                         ("/srv/netstate/node02", 0o700)):
+        assert files[folder].directory and files[folder].mode == mode, folder
+
+
+def test_only_the_file_server_serves_and_only_with_diskless_nodes(tmp_path: Path, data: dict) -> None:  # type: ignore[type-arg]
+    cluster = netboot_cluster(tmp_path, data)
+    assert cluster.fileserver is not None
+    for node in (n for n in cluster.nodes if n.name != cluster.fileserver.node):
+        plan = render_plan(cluster, node=node.name, profiles_dir=ROOT / "profiles", overlays_dir=ROOT / "overlays")
+        assert not [f for f in plan.files if "netboot" in f.path], node.name
+        assert "clusterbake-netboot-dnsmasq.service" not in plan.enable, node.name
+    for entry in data["nodes"]:
+        entry.pop("boot", None)
+    data.pop("netboot", None)
+    (tmp_path / "plain").mkdir()
+    plain = netboot_cluster(tmp_path / "plain", data)
+    assert plain.fileserver is not None
+    plan = render_plan(plain, node=plain.fileserver.node, profiles_dir=ROOT / "profiles",
+                       overlays_dir=ROOT / "overlays")
+    assert not [f for f in plan.files if "netboot" in f.path]
+    assert "clusterbake-netboot-dnsmasq.service" not in plan.enable
+    assert "dnsmasq-base" in plan.packages       # so that a diskless node added on day two needs no download
+
+
+@pytest.fixture
+def tree(tmp_path: Path, cluster: Cluster) -> Path:
+    """The served tree and, beside it, the file server's dnsmasq.conf as its plan renders it."""
+    dest = tmp_path / "served"
+    write_served_tree(cluster, boot=fake_boot(cluster, tmp_path / "boot"),
+                      root=fake_root(dest / "srv/netroot/compute/20261204T120000Z"), dest=dest,
+                      overlays_dir=ROOT / "overlays")
+    conf = dest / "etc/clusterbake/netboot/dnsmasq.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(dnsmasq_conf(cluster))
+    return dest
 
 
 # --- the rendered configuration run by dnsmasq, on a private LAN of two network namespaces --------------------

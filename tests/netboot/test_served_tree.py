@@ -16,7 +16,8 @@ from builder.netboot.served_tree import require_diskless, write_served_tree
 from builder.netboot.shared_root import diskless_fstab
 from tests.netboot.tree_support import FIRMWARE, ROOT, fake_boot, fake_root, netboot_cluster
 
-SHARED = "srv/netroot/compute"
+VERSION = "20261204T120000Z"
+SHARED = f"srv/netroot/compute/{VERSION}"
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def test_cmdline_mounts_the_shared_root_over_nfs_and_names_the_nodes_state(tree:
     one = (tree / "srv/netboot/abcdef01/cmdline.txt").read_text()
     two = (tree / "srv/netboot/2c-cf-67-00-00-02/cmdline.txt").read_text()
     assert one == ("console=serial0,115200 console=tty1 cgroup_enable=memory root=/dev/nfs "
-                   "nfsroot=10.0.0.20:/srv/netroot/compute,vers=4,ro ip=dhcp rootwait panic=10 "
+                   f"nfsroot=10.0.0.20:/srv/netroot/compute/{VERSION},vers=4,ro ip=dhcp rootwait panic=10 "
                    "init=/usr/local/lib/clusterbake/netboot-init clusterbake.state=10.0.0.20:/srv/netstate/node01\n")
     assert two == one.replace("/srv/netstate/node01", "/srv/netstate/node02")
 
@@ -138,7 +139,8 @@ def test_fstab_keeps_what_is_not_the_card() -> None:
 
 def test_cmdline_drops_every_argument_about_the_card() -> None:
     image = "console=tty1 root=PARTUUID=x-02 rootfstype=ext4 fsck.repair=yes rootwait resize init=/x rw quiet\n"
-    assert netboot_cmdline(image, server="10.0.0.20", node="n1").split()[:2] == ["console=tty1", "quiet"]
+    assert netboot_cmdline(image, server="10.0.0.20", root="/srv/netroot/compute/v", node="n1").split()[:2] == [
+        "console=tty1", "quiet"]
 
 
 def test_make_netboot_without_diskless_nodes_stops_before_building(tmp_path: Path) -> None:
