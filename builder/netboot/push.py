@@ -96,7 +96,9 @@ def push_tree(tree: Path, receiver: Sequence[str], *, server: str) -> list[str]:
     if tar.returncode != 0:
         raise EnvironmentProblem(f"{tree}: tar failed: {tar_err.strip()[-300:]}")
     if proc.returncode != 0:
-        why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        # tar's first complaint says why (a full disk, say); its last line only that there were some.
+        said = [line for line in proc.stderr.strip().splitlines() if "Exiting with failure status" not in line]
+        why = (said or [f"exit {proc.returncode}"])[0]
         raise EnvironmentProblem(f"{server}: the served tree was not put in place: {why}",
                                  hint="check the file server's free space and that the apply user has "
                                       "passwordless sudo")

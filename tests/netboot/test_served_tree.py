@@ -54,7 +54,7 @@ def test_cmdline_mounts_the_shared_root_over_nfs_and_names_the_nodes_state(tree:
     one = (tree / "srv/netboot/abcdef01/cmdline.txt").read_text()
     two = (tree / "srv/netboot/2c-cf-67-00-00-02/cmdline.txt").read_text()
     assert one == ("console=serial0,115200 console=tty1 cgroup_enable=memory root=/dev/nfs "
-                   f"nfsroot=10.0.0.20:/srv/netroot/compute/{VERSION},vers=4,ro ip=dhcp rootwait panic=10 "
+                   f"nfsroot=10.0.0.20:/srv/netroot/compute/{VERSION},v3,tcp ro ip=dhcp rootwait panic=10 "
                    "init=/usr/local/lib/clusterbake/netboot-init clusterbake.state=10.0.0.20:/srv/netstate/node01\n")
     assert two == one.replace("/srv/netstate/node01", "/srv/netstate/node02")
 
