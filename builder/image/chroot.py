@@ -77,12 +77,13 @@ class Chroot:
     arch: str
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, input: bytes | None = None,
-            capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+            capture: bool = False, check: bool = True,
+            timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run argv inside the image (a clean environment plus `env`)."""
         full_env = {**CHROOT_ENV, **emulation_env(self.arch), "TERM": os.environ.get("TERM", "dumb"), **(env or {})}
         return run(["prlimit", f"--as={CHROOT_ADDRESS_SPACE}", "chroot", str(self.root), *argv],
                    label=f"chroot {Path(argv[0]).name}",
-                   env=full_env, input=input, capture=capture, check=check)
+                   env=full_env, input=input, capture=capture, check=check, timeout=timeout)
 
     def output(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> str:
         return self.run(argv, env=env, capture=True).stdout.decode()
