@@ -19,7 +19,7 @@ from builder.config.model import Cluster
 from builder.container.base import FOLDER, container_base, pack_root, unpack_root
 from builder.container.pct import template_name
 from builder.image import atomic_output
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 from builder.layer_budget import LAYER_FOLDER, take_layers
 from builder.progress import step
 from builder.provision.packages import install_packages

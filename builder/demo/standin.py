@@ -31,7 +31,7 @@ from builder.command import output, run
 from builder.errors import EnvironmentProblem
 from builder.image.chroot import Chroot
 from builder.image.debootstrap import debootstrap
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 from builder.progress import step
 from builder.settings import settings
 

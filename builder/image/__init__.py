@@ -14,7 +14,7 @@ from builder.image.layout import Layout, Partition, read_layout
 from builder.image.opened import OpenImage, open_image
 from builder.image.output import atomic_output
 from builder.image.resize import grow_image, shrink_image
-from builder.image.rootfs import UnsafePath
+from builder.image.safe_paths import UnsafePath
 
 __all__ = [
     "BootPartition",

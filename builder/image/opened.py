@@ -14,11 +14,11 @@ from builder.host.recovery import clean_leftovers
 from builder.image.boot import BootPartition
 from builder.image.checkpoints import checkpoint
 from builder.image.chroot import Chroot, enter_chroot
+from builder.image.image_root import DirectoryRoot
 from builder.image.integrity import check_ext4, check_fat, id_problems
 from builder.image.layout import Layout, read_layout
 from builder.image.loop import attached
 from builder.image.mounts import mounted
-from builder.image.tree import DirectoryRoot
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.image")
