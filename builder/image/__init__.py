@@ -11,10 +11,10 @@ from builder.image.boot import BootPartition
 from builder.image.checkpoints import set_checkpoint_hook
 from builder.image.chroot import Chroot
 from builder.image.layout import Layout, Partition, read_layout
-from builder.image.opened import OpenImage, open_image
 from builder.image.output import atomic_output
 from builder.image.resize import grow_image, shrink_image
 from builder.image.safe_paths import UnsafePath
+from builder.image.sd_card import OpenImage, open_image
 
 __all__ = [
     "BootPartition",

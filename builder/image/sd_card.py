@@ -1,4 +1,4 @@
-"""An image opened for a build: root filesystem mounted through a loop device, boot through mtools."""
+"""An SD-card image opened for a build: root filesystem mounted through a loop device, boot through mtools."""
 
 from __future__ import annotations
 
