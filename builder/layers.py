@@ -39,9 +39,9 @@ from builder import progress
 from builder.cache import cache_entry, recipe_key, write_atomically
 from builder.command import run
 from builder.errors import ClusterbakeError, CommandFailed, Interrupted, error_report, reported_error
-from builder.host.signals import interruptible
 from builder.image import grow_image, open_image
 from builder.layer_budget import LAYER_FOLDER, take_layers
+from builder.process.signals import interruptible
 from builder.progress import step
 from builder.provision.packages import install_packages
 from builder.render import RenderPlan

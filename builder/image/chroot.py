@@ -22,13 +22,13 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem, InputError
-from builder.host.procfs import kill_processes_in
-from builder.host.record import scratch_dir
-from builder.host.signals import signals_held
 from builder.image import safe_paths
 from builder.image.boot import BootPartition, boot_copy
 from builder.image.checkpoints import checkpoint
 from builder.image.mounts import mounted
+from builder.process.procfs import kill_processes_in
+from builder.process.record import scratch_dir
+from builder.process.signals import signals_held
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.image")
