@@ -33,6 +33,7 @@ from builder.image.chroot import Chroot
 from builder.image.debootstrap import debootstrap
 from builder.image.image_root import DirectoryRoot
 from builder.progress import step
+from builder.provision.packages import own_archive
 from builder.settings import settings
 
 log = logging.getLogger("clusterbake.demo")
@@ -157,15 +158,16 @@ def build_rootfs_tarball(folder: Path) -> Path:
         with step(f"build the stand-in root filesystem {tarball.name} (debootstrap and apt under qemu-user, "
                   "~8 min)"):
             root = work / "root"
-            archives = folder.parent / "apt-archives"
-            with step(f"debootstrap {SUITE} arm64"):
-                # Downloaded .debs are kept across builds, in the apt cache every build shares (the
-                # container base's and the layers'): a rebuild then needs no network.
-                debootstrap(root, arch="arm64", suite=SUITE, mirror=settings().debian_mirror, include=PACKAGES,
-                            debs=archives / f"arm64-{SUITE}", logs=folder)
-            with DirectoryRoot(root).chroot(apt_cache=archives) as chroot:
-                _install_lite(chroot)
-                _first_boot_state(root, chroot)
+            # Downloaded .debs are kept across builds in the apt cache the layers share: a rebuild then
+            # needs no network. debootstrap and apt work on hard links to it (apt locks its archive for
+            # a whole run and gives up at once on another's lock); what they download goes back after.
+            with own_archive(folder.parent / "apt-archives", work / "apt-archives") as archives:
+                with step(f"debootstrap {SUITE} arm64"):
+                    debootstrap(root, arch="arm64", suite=SUITE, mirror=settings().debian_mirror, include=PACKAGES,
+                                debs=archives / f"arm64-{SUITE}", logs=folder)
+                with DirectoryRoot(root).chroot(apt_cache=archives) as chroot:
+                    _install_lite(chroot)
+                    _first_boot_state(root, chroot)
             _make_like_raspios(root)
             run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", work / tarball.name,
                  "."], label="tar rootfs")
