@@ -130,7 +130,7 @@ def build_from_plan(job: BuildJob, plan: RenderPlan, base: Path,
 def container_template(job: BuildJob, plan: RenderPlan, base: Path, finish: object = None) -> BuiltImage[None]:
     """A node's container template (builder.container), and how to create the container from it."""
     assert plan.node is not None and finish is None, "a container template is built per node, finished as it is"
-    path = build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache)
+    path = build_container(job.cluster, plan, out_dir=job.out_dir, cache=job.cache, layer_budget=job.layer_budget)
     return BuiltImage(path, Path(), plan, None, next_steps=pct_instructions(job.cluster, plan.node))
 
 

@@ -4,7 +4,7 @@ Two builders may run at once (two test sessions, `make demo` next to `make test`
 build may be killed at any moment. So every entry is made in a private staging directory
 (or a temporary file) under an fcntl lock and renamed into place only when complete and
 fsync'd: a file at its final name is always a finished one, even after a crash. A staging
-directory is held in its builder's resource record (builder.host.record), the one mark of
+directory is held in its builder's resource record (builder.process.record), the one mark of
 everything a build holds: the next builder releases what a dead one's record lists (processes
 and mounts debootstrap left first), and removes a staging directory no running builder holds.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem
-from builder.host.procfs import kill_processes_in, mounts_under, pid_alive
-from builder.host.record import forget, held_by_live_builders, remember
-from builder.host.recovery import clean_leftovers
-from builder.host.signals import signals_held
+from builder.process.procfs import kill_processes_in, mounts_under, pid_alive
+from builder.process.record import forget, held_by_live_builders, remember
+from builder.process.recovery import clean_leftovers
+from builder.process.signals import signals_held
 
 log = logging.getLogger("clusterbake.cache")
 

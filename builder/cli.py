@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from builder import progress
 from builder.errors import ClusterbakeError
-from builder.host.signals import interruptible
+from builder.process.signals import interruptible
 from builder.settings import settings
 
 if TYPE_CHECKING:

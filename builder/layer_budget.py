@@ -1,10 +1,11 @@
 """The layer cache's size budget: least recently used layers go first, the current build's never.
 
-Every layer is a sparse image of a whole root filesystem (0.5–1 GiB on disk), keyed by its
-inputs, so each profile edit or new base image leaves the old ones behind: on a machine that
-builds often the cache would fill the disk. Each time a role base is taken
-from the cache, layers are removed, least recently used first, until those left take at most
-$CLUSTERBAKE_LAYER_CACHE_GIB (default 16) on disk. "Used" is the image's modification time: a
+Every layer is a whole root filesystem (0.5–1 GiB on disk), keyed by its inputs: a board's is a
+sparse image (`<key>.img`), a container's role root a tar (`lxc-<key>.tar`), side by side in
+`role-bases/`. Each profile edit or new base image leaves the old ones behind: on a machine that
+builds often the cache would fill the disk. Each time a role base (a board's or a container's) is
+taken from the cache, layers are removed, least recently used first, until those left take at most
+$CLUSTERBAKE_LAYER_CACHE_GIB (default 16) on disk. "Used" is the layer file's modification time: a
 build touches every layer of the role's stack. A layer used since this process started (this
 build's, or this test session's) is never removed, even over the budget: the next role of the
 same build would redo it; nor is one whose lock another builder holds.
@@ -19,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from builder.settings import settings
 log = logging.getLogger("clusterbake")
 
 VARIABLE = "CLUSTERBAKE_LAYER_CACHE_GIB"
+LAYER_FOLDER = "role-bases"   # in the cache: every layer, the budget's whole domain
+LAYER_SUFFIXES = (".img", ".tar")   # a board's layer image, a container's role root
 STARTED = time.time()   # this process's builds use layers from now on
 
 
@@ -44,6 +47,12 @@ def mark_used(layers: Iterable[Path]) -> None:
             os.utime(layer)
 
 
+def take_layers(stack: Sequence[Path], budget: int) -> None:
+    """A build takes these layers (one folder's) now: mark them used, then trim their folder to `budget`."""
+    mark_used(stack)
+    prune(stack[-1].parent, budget)
+
+
 @dataclass(frozen=True)
 class Pruned:
     removed: tuple[Path, ...]
@@ -52,7 +61,7 @@ class Pruned:
 
 
 def prune(folder: Path, budget: int, used_since: float = STARTED) -> Pruned:
-    """Remove the least recently used layer images (and their records) of `folder` beyond `budget`
+    """Remove the least recently used layers (and their records) of `folder` beyond `budget`
     bytes on disk; never one used since `used_since` (a time.time()), nor one another builder locks."""
     entries = sorted(_layers(folder), key=lambda e: e[1].st_mtime)
     total = sum(_on_disk(stat) for _, stat in entries)
@@ -76,10 +85,11 @@ def prune(folder: Path, budget: int, used_since: float = STARTED) -> Pruned:
 
 
 def _layers(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    for image in folder.glob("*.img"):
-        with contextlib.suppress(FileNotFoundError):
-            stat = image.stat()
-            yield image, stat
+    for layer in folder.glob("*"):
+        if layer.suffix in LAYER_SUFFIXES:
+            with contextlib.suppress(FileNotFoundError):
+                stat = layer.stat()
+                yield layer, stat
 
 
 def _on_disk(stat: os.stat_result) -> int:

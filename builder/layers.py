@@ -39,9 +39,9 @@ from builder import progress
 from builder.cache import cache_entry, recipe_key, write_atomically
 from builder.command import run
 from builder.errors import ClusterbakeError, CommandFailed, Interrupted, error_report, reported_error
-from builder.host.signals import interruptible
 from builder.image import grow_image, open_image
-from builder.layer_budget import mark_used, prune
+from builder.layer_budget import LAYER_FOLDER, take_layers
+from builder.process.signals import interruptible
 from builder.progress import step
 from builder.provision.packages import install_packages
 from builder.render import RenderPlan
@@ -51,7 +51,6 @@ log = logging.getLogger("clusterbake")
 
 # Bump when what a layer contains changes for the same inputs (e.g. how packages are installed).
 LAYER_VERSION = 2
-FOLDER = "role-bases"
 PR_SET_PDEATHSIG = 1
 # Layers below a role's top one: `common` and the family its include chain starts with.
 SHARED_LEVELS = 2
@@ -98,7 +97,7 @@ def role_layers(base: Path, plan: RenderPlan) -> tuple[Layer, ...]:
 
 
 def layer_path(cache: Path, layer: Layer) -> Path:
-    return cache / FOLDER / f"{layer.key}.img"
+    return cache / LAYER_FOLDER / f"{layer.key}.img"
 
 
 def copy_sparse(src: Path, dst: Path) -> None:
@@ -117,8 +116,7 @@ def ensure_role_base(base: Path, plan: RenderPlan, cache: Path, *, budget: int) 
     for layer, below in missing_layers(base, [plan], cache):
         image = ensure_layer(below, layer, cache)
     stack = [layer_path(cache, layer) for layer in role_layers(base, plan)]
-    mark_used(stack)
-    prune(cache / FOLDER, budget)
+    take_layers(stack, budget)
     if image == base:
         log.info("  using the cached role base %s", stack[-1])
     return stack[-1]

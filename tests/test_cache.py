@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from builder.cache import STAGING_PREFIX, cache_entry, recipe_key, remove_stale_staging, staging_dir
-from builder.host.procfs import mounts_under
-from builder.host.record import STATE_DIR, forget, held_by_live_builders, remember
+from builder.process.procfs import mounts_under
+from builder.process.record import STATE_DIR, forget, held_by_live_builders, remember
 
 
 def test_recipe_key_ignores_order_but_not_content() -> None:

@@ -13,8 +13,9 @@ import pytest
 
 from builder.build import plan_job
 from builder.config.load import load_cluster
+from builder.container.template import ensure_role_root, role_root_path
 from builder.layer_budget import prune
-from builder.layers import ensure_role_base, layer_path, role_layers
+from builder.layers import Layer, ensure_role_base, layer_path, role_layers
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -91,6 +92,22 @@ def test_taking_a_role_base_marks_its_stack_used_and_trims_the_rest(tmp_path: Pa
     assert ensure_role_base(base, plan, tmp_path, budget=job.layer_budget) == stack[-1]
     assert not stale.exists()
     assert all(p.exists() and time.time() - p.stat().st_mtime < 60 for p in stack)
+
+
+def test_a_container_role_root_is_a_layer_under_the_same_budget(tmp_path: Path) -> None:
+    base = tmp_path / "lxc" / "base-0123.tar"
+    root = role_root_path(base, ("sudo", "openssh-server"), tmp_path)
+    assert root.parent == layer_path(tmp_path, Layer("compute", (), (), 0, "0123")).parent   # among the layers
+    root.parent.mkdir()
+    root.write_bytes(os.urandom(MIB))
+    when = time.time() - 100 * 3600
+    os.utime(root, (when, when))
+    stale_image, stale_root = layer(root.parent, "stale", 50), root.with_name("lxc-stale.tar")
+    stale_root.write_bytes(os.urandom(MIB))
+    os.utime(stale_root, (when, when))
+    assert ensure_role_root(base, ("openssh-server", "sudo"), tmp_path, budget=0) == root   # cached: nothing built
+    assert not stale_image.exists() and not stale_root.exists()
+    assert root.exists() and time.time() - root.stat().st_mtime < 60
 
 
 @pytest.mark.parametrize("variable", ["CLUSTERBAKE_LAYER_CACHE_GIB", "CLUSTERBAKE_JOBS"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from builder.acquire.checksum import expected_sha256
+from builder.acquire.checksum import expected_sha256, sha256_file
 from builder.acquire.decompress import compression_of, decompress
 from builder.acquire.download import Downloader
 from builder.acquire.image_store import ImageCache
@@ -30,7 +30,6 @@ from builder.acquire.signature import (
 from builder.cache import install, write_atomically
 from builder.config.model import BaseImage
 from builder.config.sources import Source
-from builder.digest import sha256_file
 from builder.errors import ClusterbakeError, EnvironmentProblem, InputError, VerificationError
 from builder.progress import step
 

@@ -23,9 +23,9 @@ from typing import TypeVar
 import requests
 import urllib3
 
-from builder.config.input_files import kind_of, read_bytes
 from builder.config.sources import Source
 from builder.errors import ClusterbakeError, EnvironmentProblem, InputError, VerificationError
+from builder.input_files import kind_of, read_bytes
 from builder.progress import progress
 
 log = logging.getLogger("clusterbake.acquire")

@@ -23,7 +23,6 @@ from builder.config.grammar import (
     serials_confusable,
     shown,
 )
-from builder.config.input_files import read_yaml_file
 from builder.config.model import BOARD_MODELS, BaseImage, Cluster, Network, Node, User
 from builder.config.netboot import NETWORK, boot_problem, check_netboot, read_netboot
 from builder.config.partitions import read_partitions
@@ -33,6 +32,7 @@ from builder.config.roles import role_problem
 from builder.config.secretsdir import secrets_dir_problem
 from builder.config.sources import absolute, is_symlink_loop, local_path, resolve
 from builder.config.sshkeys import ssh_key_problem
+from builder.input_files import read_yaml_file
 
 IMAGE_SUFFIXES = (".img.xz", ".img.gz", ".img.zst", ".img")
 SUDO_MODES = ("nopasswd", "password")

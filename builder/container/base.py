@@ -21,7 +21,7 @@ from builder.cache import cache_entry, recipe_key
 from builder.command import run
 from builder.errors import EnvironmentProblem
 from builder.image.debootstrap import KEYRING, debootstrap
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 from builder.progress import step
 from builder.settings import settings
 

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.acquire.checksum import sha256_file
 from builder.cache import cache_entry
 from builder.command import run
 from builder.demo.server import serve_directory
 from builder.demo.standin import SUITE, build_standin
-from builder.digest import sha256_file
 from builder.openpgp import create_signing_key, export_public_key, sign_detached, stop_agent
 from builder.progress import step
 

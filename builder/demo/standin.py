@@ -16,7 +16,6 @@ Two cache levels, so that a layout change does not rerun debootstrap (minutes un
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -24,18 +23,17 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from builder.cache import cache_entry, recipe_key
 from builder.command import output, run
 from builder.errors import EnvironmentProblem
-from builder.host.procfs import kill_processes_in
-from builder.image.chroot import CHROOT_ENV, POLICY_RC_D, emulation_env
+from builder.image.chroot import Chroot
 from builder.image.debootstrap import debootstrap
-from builder.image.mounts import mounted
+from builder.image.image_root import DirectoryRoot
 from builder.progress import step
+from builder.provision.packages import own_archive
 from builder.settings import settings
 
 log = logging.getLogger("clusterbake.demo")
@@ -160,13 +158,16 @@ def build_rootfs_tarball(folder: Path) -> Path:
         with step(f"build the stand-in root filesystem {tarball.name} (debootstrap and apt under qemu-user, "
                   "~8 min)"):
             root = work / "root"
-            with step(f"debootstrap {SUITE} arm64"):
-                # Downloaded .debs are kept across builds: a rebuild then needs no network.
-                debootstrap(root, arch="arm64", suite=SUITE, mirror=settings().debian_mirror, include=PACKAGES,
-                            debs=folder / "debs", logs=folder)
-            with _chroot(root, debs=folder / "debs") as chroot:
-                _install_lite(chroot)
-                _first_boot_state(root, chroot)
+            # Downloaded .debs are kept across builds in the apt cache the layers share: a rebuild then
+            # needs no network. debootstrap and apt work on hard links to it (apt locks its archive for
+            # a whole run and gives up at once on another's lock); what they download goes back after.
+            with own_archive(folder.parent / "apt-archives", work / "apt-archives") as archives:
+                with step(f"debootstrap {SUITE} arm64"):
+                    debootstrap(root, arch="arm64", suite=SUITE, mirror=settings().debian_mirror, include=PACKAGES,
+                                debs=archives / f"arm64-{SUITE}", logs=folder)
+                with DirectoryRoot(root).chroot(apt_cache=archives) as chroot:
+                    _install_lite(chroot)
+                    _first_boot_state(root, chroot)
             _make_like_raspios(root)
             run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", work / tarball.name,
                  "."], label="tar rootfs")
@@ -175,40 +176,13 @@ def build_rootfs_tarball(folder: Path) -> Path:
     return tarball
 
 
-@contextlib.contextmanager
-def _chroot(root: Path, *, debs: Path) -> Iterator[Callable[[list[str]], None]]:
-    """Run commands in the debootstrapped root: kernel filesystems bound in, no service starts.
-
-    Yields a function that runs one argv inside the root. Everything is unmounted (and any
-    daemon a package script started anyway is killed) in reverse order when the block ends.
-    """
-    with contextlib.ExitStack() as stack:
-        for source, target, fstype in (("proc", "proc", "proc"), ("/sys", "sys", None), ("/dev", "dev", None),
-                                       ("/dev/pts", "dev/pts", None), ("tmpfs", "run", "tmpfs")):
-            (root / target).mkdir(parents=True, exist_ok=True)
-            stack.enter_context(mounted(source, root / target, fstype=fstype, bind=fstype is None))
-        (debs / "partial").mkdir(parents=True, exist_ok=True)
-        stack.enter_context(mounted(debs.resolve(), root / "var/cache/apt/archives", bind=True))
-        policy = root / "usr/sbin/policy-rc.d"
-        policy.write_bytes(POLICY_RC_D)
-        policy.chmod(0o755)
-        stack.callback(policy.unlink, missing_ok=True)
-        stack.callback(kill_processes_in, root)
-
-        def chroot(argv: list[str]) -> None:
-            run(["chroot", root, *argv], env={**CHROOT_ENV, **emulation_env("arm64")}, label=f"chroot {argv[0]}",
-                timeout=3600)
-
-        yield chroot
-
-
-def _install_lite(chroot: Callable[[list[str]], None]) -> None:
+def _install_lite(chroot: Chroot) -> None:
     """apt-get install Raspberry Pi OS Lite's Debian packages (debootstrap left apt's lists in place)."""
     with step(f"install Raspberry Pi OS Lite's package set ({len(LITE_PACKAGES)} packages, apt under qemu-user)"):
-        chroot(["apt-get", "install", "-y", "-q", "--no-install-recommends", *LITE_PACKAGES])
+        chroot.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *LITE_PACKAGES], timeout=3600)
 
 
-def _first_boot_state(root: Path, chroot: Callable[[list[str]], None]) -> None:
+def _first_boot_state(root: Path, chroot: Chroot) -> None:
     """The state `rename-user -f -s` exports Raspberry Pi OS in, and its Raspberry-Pi-only files.
 
     A user `pi` (uid 1000) whose login is disabled; the console wizard enabled and getty@tty1
@@ -224,10 +198,10 @@ def _first_boot_state(root: Path, chroot: Callable[[list[str]], None]) -> None:
             dest.chmod(0o600 if "netplan" in relative.parts else mode)
         groups = [g for g in FIRST_USER_GROUPS if f"\n{g}:" in "\n" + (root / "etc/group").read_text()]
         # useradd leaves the password field "!": the account exists but nobody can log in as it.
-        chroot(["useradd", "--uid", "1000", "--create-home", "--shell", "/bin/bash",
+        chroot.run(["useradd", "--uid", "1000", "--create-home", "--shell", "/bin/bash",
                 "--groups", ",".join(groups), FIRST_USER])
-        chroot(["systemctl", "disable", "ssh.service", "getty@tty1.service"])
-        chroot(["systemctl", "enable", "userconfig.service", "sshswitch.service"])
+        chroot.run(["systemctl", "disable", "ssh.service", "getty@tty1.service"])
+        chroot.run(["systemctl", "enable", "userconfig.service", "sshswitch.service"])
 
 
 def _make_like_raspios(root: Path) -> None:

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import EnvironmentProblem, InputError
-from builder.host.procfs import kill_processes_in
-from builder.host.record import scratch_dir
-from builder.host.signals import signals_held
-from builder.image import rootfs
+from builder.image import safe_paths
 from builder.image.boot import BootPartition, boot_copy
 from builder.image.checkpoints import checkpoint
 from builder.image.mounts import mounted
+from builder.process.procfs import kill_processes_in
+from builder.process.record import scratch_dir
+from builder.process.signals import signals_held
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.image")
@@ -77,12 +77,13 @@ class Chroot:
     arch: str
 
     def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, input: bytes | None = None,
-            capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+            capture: bool = False, check: bool = True,
+            timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
         """Run argv inside the image (a clean environment plus `env`)."""
         full_env = {**CHROOT_ENV, **emulation_env(self.arch), "TERM": os.environ.get("TERM", "dumb"), **(env or {})}
         return run(["prlimit", f"--as={CHROOT_ADDRESS_SPACE}", "chroot", str(self.root), *argv],
                    label=f"chroot {Path(argv[0]).name}",
-                   env=full_env, input=input, capture=capture, check=check)
+                   env=full_env, input=input, capture=capture, check=check, timeout=timeout)
 
     def output(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> str:
         return self.run(argv, env=env, capture=True).stdout.decode()
@@ -91,7 +92,7 @@ class Chroot:
 def image_arch(root: Path) -> str:
     """The Debian architecture of the image, from the ELF header of its /bin/sh."""
     try:
-        header = rootfs.read_file(root, "/bin/sh")[:20]
+        header = safe_paths.read_file(root, "/bin/sh")[:20]
     except InputError as exc:
         raise InputError("the image has no /bin/sh, so no command can run inside it",
                          hint="use a Raspberry Pi OS (or Debian) root filesystem") from exc
@@ -139,13 +140,13 @@ def ensure_emulation(arch: str) -> None:
 
 def _dir_in(root: Path, path: str) -> Path:
     """A directory inside the image to mount on, resolved safely and created when missing."""
-    return rootfs.make_dir(root, path, mode=0o755, uid=0, gid=0)
+    return safe_paths.make_dir(root, path, mode=0o755, uid=0, gid=0)
 
 
 @contextlib.contextmanager
 def swapped_file(root: Path, path: str, replacement: bytes, mode: int) -> Iterator[None]:
     """Put `replacement` at `path` for the block; restore exactly what was there (file, link or nothing)."""
-    host = rootfs.resolve(root, path, follow_final=False)
+    host = safe_paths.resolve(root, path, follow_final=False)
     saved_link: str | None = None
     saved_file: tuple[bytes, os.stat_result] | None = None
     with signals_held():
@@ -157,25 +158,25 @@ def swapped_file(root: Path, path: str, replacement: bytes, mode: int) -> Iterat
                 saved_file = (host.read_bytes(), info)
             else:
                 raise InputError(f"{path}: is neither a file nor a link in the image; not replacing it")
-        rootfs.remove(root, path)
-        rootfs.write_file(root, path, replacement, mode=mode, uid=0, gid=0)
+        safe_paths.remove(root, path)
+        safe_paths.write_file(root, path, replacement, mode=mode, uid=0, gid=0)
     try:
         yield
     finally:
         with signals_held():
-            rootfs.remove(root, path)
+            safe_paths.remove(root, path)
             if saved_link is not None:
-                rootfs.symlink(root, path, saved_link)
+                safe_paths.symlink(root, path, saved_link)
             elif saved_file is not None:
                 data, info = saved_file
-                written = rootfs.write_file(root, path, data, mode=stat.S_IMODE(info.st_mode),
-                                            uid=info.st_uid, gid=info.st_gid)
+                written = safe_paths.write_file(root, path, data, mode=stat.S_IMODE(info.st_mode),
+                                                uid=info.st_uid, gid=info.st_gid)
                 os.utime(written, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
 
 
 def _os_release(root: Path) -> dict[str, str]:
     try:
-        text = rootfs.read_file(root, "/etc/os-release").decode(errors="replace")
+        text = safe_paths.read_file(root, "/etc/os-release").decode(errors="replace")
     except InputError:
         return {}
     return {k: v.strip('"') for k, _, v in (ln.partition("=") for ln in text.splitlines()) if k}
@@ -198,7 +199,7 @@ def enter_chroot(root: Path, boot: BootPartition | None, *, boot_mountpoint: str
             # think systemd is running in the image and try to talk to it.
             stack.enter_context(mounted("tmpfs", _dir_in(root, "/run"), fstype="tmpfs",
                                         options=("nosuid", "nodev", "mode=0755")))
-            if apt_cache is not None and os.path.isdir(rootfs.resolve(root, "/var/cache/apt")):
+            if apt_cache is not None and os.path.isdir(safe_paths.resolve(root, "/var/cache/apt")):
                 suite = _os_release(root).get("VERSION_CODENAME", "unknown")
                 cache = apt_cache / f"{arch}-{suite}"
                 try:

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from builder.command import output, run
-from builder.host.procfs import loop_backing_file
-from builder.host.record import forget, remember
-from builder.host.signals import signals_held
+from builder.process.procfs import loop_backing_file
+from builder.process.record import forget, remember
+from builder.process.signals import signals_held
 
 log = logging.getLogger("clusterbake.image")
 

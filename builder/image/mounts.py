@@ -9,9 +9,9 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import CommandFailed
-from builder.host.procfs import kill_processes_in
-from builder.host.record import forget, remember
-from builder.host.signals import signals_held
+from builder.process.procfs import kill_processes_in
+from builder.process.record import forget, remember
+from builder.process.signals import signals_held
 
 log = logging.getLogger("clusterbake.image")
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from builder.cache import install
-from builder.host.procfs import pid_alive
-from builder.host.record import forget, remember
-from builder.host.signals import signals_held
+from builder.process.procfs import pid_alive
+from builder.process.record import forget, remember
+from builder.process.signals import signals_held
 
 
 def partial_path(final: Path) -> Path:

@@ -28,8 +28,8 @@ from builder.config.model import Cluster
 from builder.config.netboot import network_booted, tftp_folder
 from builder.errors import InputError
 from builder.image import open_image
+from builder.image.image_root import DirectoryRoot
 from builder.image.output import atomic_directory
-from builder.image.tree import DirectoryRoot
 from builder.layers import copy_sparse
 from builder.netboot.boot_files import CARD_ONLY, netboot_cmdline
 from builder.netboot.layout import STATE_EXPORT, TFTP_ROOT, root_folder

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 
 from builder.config.model import Cluster
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 from builder.netboot.layout import NETBOOT_INIT, STATE_MOUNT
 
 OVERLAY = "netboot-root"

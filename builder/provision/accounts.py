@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from builder.config.model import User
 from builder.errors import InputError
 from builder.image import Chroot
-from builder.image.tree import ImageRoot
+from builder.image.image_root import ImageRoot
 from builder.render import ImageFile
 from builder.render.sudoers import SUDOERS_DIR
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from builder.cache import cache_entry, make_dirs, recipe_key
 from builder.errors import InputError
 from builder.image.chroot import image_arch
-from builder.image.tree import ImageRoot
+from builder.image.image_root import ImageRoot
 from builder.progress import step
 
 log = logging.getLogger("clusterbake")

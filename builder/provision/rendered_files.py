@@ -6,7 +6,7 @@ import stat
 from collections.abc import Sequence
 
 from builder.image import OpenImage
-from builder.image.tree import ImageRoot
+from builder.image.image_root import ImageRoot
 from builder.render import ImageFile, RenderPlan, apply_cmdline, apply_config_txt
 
 

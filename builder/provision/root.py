@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from builder.config.model import Cluster
-from builder.image.tree import ImageRoot
+from builder.image.image_root import ImageRoot
 from builder.progress import step
 from builder.provision.accounts import check_sudoers, create_users
 from builder.provision.rendered_files import remove_paths, write_files

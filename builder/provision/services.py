@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 
 from builder.errors import InputError
 from builder.image import Chroot
-from builder.image.tree import ImageRoot
+from builder.image.image_root import ImageRoot
 
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 

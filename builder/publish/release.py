@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from builder.acquire.checksum import sha256_file
 from builder.build import BuildJob, BuiltImage, build_job, plan_job
 from builder.command import require_tool, run
 from builder.config.model import Cluster
-from builder.digest import sha256_file
 from builder.errors import InputError, VerificationError
 from builder.image import OpenImage
 from builder.image.output import atomic_directory

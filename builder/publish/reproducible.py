@@ -21,7 +21,7 @@ import stat
 import time
 
 from builder.errors import InputError
-from builder.image.tree import ImageRoot
+from builder.image.image_root import ImageRoot
 
 log = logging.getLogger("clusterbake")
 

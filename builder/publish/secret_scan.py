@@ -19,7 +19,7 @@ import re
 import stat
 
 from builder.image import OpenImage
-from builder.image.tree import ImageRoot
+from builder.image.image_root import ImageRoot
 
 # A whole PEM block (header, base64 lines, matching footer): programs such as ssh-keygen hold the
 # bare header as a string, which is no key.

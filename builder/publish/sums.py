@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from builder.digest import sha256_file
+from builder.acquire.checksum import sha256_file
 from builder.errors import InputError, VerificationError
 
 SUMS = "SHA256SUMS"

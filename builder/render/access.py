@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from builder.config.access import WIFI_PSK, WIREGUARD_INTERFACE
-from builder.config.input_files import read_bytes
 from builder.config.model import Cluster
 from builder.errors import InputError
+from builder.input_files import read_bytes
 
 ACCESS = "access"           # the add-on profile of the door's role
 WIREGUARD = "wireguard"     # its second add-on, with access.wireguard

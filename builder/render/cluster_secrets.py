@@ -9,9 +9,9 @@ import secrets
 import stat
 from pathlib import Path
 
-from builder.config.input_files import read_bytes
 from builder.config.secretsdir import MUNGE_KEY, MUNGE_KEY_MAX_BYTES, make_private_dir, munge_key_problem
 from builder.errors import InputError
+from builder.input_files import read_bytes
 
 MUNGE_KEY_BYTES = 1024
 

@@ -23,7 +23,9 @@ import jinja2
 from jinja2.exceptions import SecurityError
 
 from builder.config.grammar import control_problem, shown
-from builder.config.input_files import (
+from builder.config.reader import Reader
+from builder.errors import InputError
+from builder.input_files import (
     FILE_LIMIT,
     TEMPLATE_LIMIT,
     inside,
@@ -32,8 +34,6 @@ from builder.config.input_files import (
     read_text,
     read_yaml_file,
 )
-from builder.config.reader import Reader
-from builder.errors import InputError
 from builder.render.error_labels import labelled
 from builder.render.image_file import ImageFile
 from builder.render.limits import RenderTimeout

@@ -16,7 +16,8 @@ partition, no GPIO, no board serial and no clock of its own:
 
 A role whose profile enables a unit that needs a board's hardware (gpsd, the power button) or
 the kernel's own services (the NFS server) cannot run in a container at all
-(`check_platform_roles`): one line naming the node, the unit and what it needs.
+(`check_platform_roles`): one line naming the node, the unit and what it needs. Nor can a
+container be the cluster's door (`access:`), which needs a second interface of its own.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Platform:
     packages_left_out: tuple[str, ...] = ()
     paths_left_out: tuple[str, ...] = ()            # fnmatch globs over paths in the root
     hardware: Mapping[str, str] = field(default_factory=dict)   # unit -> what it needs that the platform lacks
+    second_interface: bool = True                   # an interface of its own to the home network: can be the door
 
     def overlays(self, names: tuple[str, ...]) -> tuple[str, ...]:
         kept = tuple(n for n in names if n not in self.overlays_left_out)
@@ -91,6 +93,7 @@ PLATFORMS: dict[str, Platform] = {
         units_left_out=("clusterbake-identity.service", "clusterbake-munge-key.service", "chrony.service",
                         "clusterbake-slurm-power.service", "userconfig.service", "getty@tty1.service"),
         packages_left_out=("chrony",),
+        second_interface=False,
         paths_left_out=("/boot/firmware/*", "/etc/cloud/*", "/etc/NetworkManager/*",
                         "/etc/systemd/system/clusterbake-munge-key.service"),
         hardware={
@@ -115,7 +118,14 @@ def on_boards(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
 
 
 def check_platform_roles(cluster: Cluster, profiles: Mapping[str, Profile]) -> None:
-    """No node may have a role that needs hardware its platform does not have."""
+    """No node may have a role that needs hardware its platform does not have, nor be the door
+    (`access.node`) without a second interface."""
+    if cluster.access is not None:
+        door = cluster.node(cluster.access.node)
+        if not platform_of(door).second_interface:
+            raise InputError(f"{cluster.source.name}: access.node: {door.name} is a {door.platform} container; "
+                             "the door needs a board with a second interface",
+                             hint="choose a Raspberry Pi node (e.g. the auxiliary node)")
     for i, node in enumerate(cluster.nodes):
         platform = PLATFORMS[node.platform]
         for unit, what in platform.needs(profiles[node.role]):

@@ -20,10 +20,10 @@ import jinja2
 from jinja2.exceptions import SecurityError
 
 from builder.config.grammar import control_problem, shown
-from builder.config.input_files import inside, read_yaml_file
 from builder.config.reader import Reader
 from builder.config.roles import COMMON, ROLE_RE, available_roles, role_problem
 from builder.errors import InputError
+from builder.input_files import inside, read_yaml_file
 from builder.render.error_labels import labelled
 from builder.render.gpio import GpioClaim, check_gpio, claims_of_line
 from builder.render.sandbox import problem as template_problem

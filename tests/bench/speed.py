@@ -63,10 +63,10 @@ from builder.demo.cluster import demo_cluster_file
 from builder.demo.download_site import publish_standin, serve_standin
 from builder.errors import ClusterbakeError, CommandFailed, EnvironmentProblem, Interrupted
 from builder.flash import flash
-from builder.host.signals import interruptible
 from builder.image.loop import attached
 from builder.layers import copy_sparse, layer_path, layer_record_path, role_layers
 from builder.paths import cache_root, repo_root
+from builder.process.signals import interruptible
 from builder.progress import step
 from builder.publish.bmap import create_bmap, read_bmap
 

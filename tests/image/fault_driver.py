@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from builder.errors import ClusterbakeError
-from builder.host.signals import interruptible
 from builder.image import atomic_output, open_image, set_checkpoint_hook
+from builder.process.signals import interruptible
 
 
 def main(argv: list[str]) -> int:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.host.procfs import processes_rooted_in
 from builder.image import grow_image, open_image, read_layout
 from builder.image.chroot import BINFMT, CHROOT_ADDRESS_SPACE, ensure_emulation
 from builder.paths import cache_root
+from builder.process.procfs import processes_rooted_in
 from builder.provision.packages import fresh_lists
 from tests.image.imagetools import MIB, debugfs, sh
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from builder.errors import CommandFailed
-from builder.host.procfs import processes_rooted_in
 from builder.image import open_image
 from builder.image.chroot import CHROOT_ADDRESS_SPACE
+from builder.process.procfs import processes_rooted_in
 from tests.image.imagetools import ImageFacts, debugfs, engine_mounts, sh
 
 pytestmark = pytest.mark.root
@@ -92,7 +92,7 @@ def test_failed_command_restores_and_writes_nothing_back(image: ImageFacts, tmp_
 
 def test_interrupt_inside_chroot_kills_and_unwinds(image: ImageFacts, tmp_path: Path) -> None:
     from builder.errors import Interrupted
-    from builder.host.signals import interruptible
+    from builder.process.signals import interruptible
 
     with pytest.raises(Interrupted), interruptible(), open_image(image.path) as img, \
             img.chroot(apt_cache=tmp_path / "apt") as chroot:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from builder.errors import InputError
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 from builder.provision.services import remove_leftover_links, unit_exists
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from builder.config.model import Node
 from builder.errors import VerificationError
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 from builder.publish.bmap import read_bmap
 from builder.publish.imager import device_tags
 from builder.publish.manifest import installed_packages

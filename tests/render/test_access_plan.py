@@ -18,7 +18,7 @@ import pytest
 from builder.config import Cluster
 from builder.config.access import Access, Peer, Uplink, Wifi, WireGuard
 from builder.errors import InputError
-from builder.image.tree import DirectoryRoot
+from builder.image.image_root import DirectoryRoot
 from builder.publish.secret_scan import secrets_in_tree
 from tests.render.render_support import paths, plan, text
 

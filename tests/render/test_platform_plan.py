@@ -26,6 +26,20 @@ def mixed(tmp_path: Path) -> Cluster:
     return private(load_cluster(path, profiles_dir=PROFILES), tmp_path)
 
 
+def test_a_container_cannot_be_the_door(tmp_path: Path, mixed: Cluster) -> None:
+    # The platform record says so, at planning: the cluster file itself is well formed.
+    text = mixed.source.read_text().replace("gateway: 192.168.7.1\n  dns: [192.168.7.1, 9.9.9.9]",
+                                            "gateway: 192.168.7.2\n  dns: [192.168.7.2]")
+    path = tmp_path / "door.yaml"
+    path.write_text(text + "access: {node: boss, uplink: {interface: eth1}}\n")
+    cluster = private(load_cluster(path, profiles_dir=PROFILES), tmp_path)
+    with pytest.raises(InputError) as err:
+        plan(cluster, node="boss")
+    assert str(err.value) == ("door.yaml: access.node: boss is a proxmox-lxc container; the door needs a board with a "
+                              "second interface")
+    assert err.value.hint == "choose a Raspberry Pi node (e.g. the auxiliary node)"
+
+
 @pytest.fixture
 def boss(mixed: Cluster) -> RenderPlan:
     return plan(mixed, node="boss")

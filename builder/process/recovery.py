@@ -1,6 +1,6 @@
 """Release what builds that died without cleaning up (SIGKILL, a crash) left behind.
 
-Their resource records (`builder.host.record`) list it: processes still chrooted into their
+Their resource records (`builder.process.record`) list it: processes still chrooted into their
 mounts are killed, the mounts unmounted, the loop devices detached and the files removed, or
 an error names the commands that will.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from builder.command import run
 from builder.errors import EnvironmentProblem
-from builder.host.procfs import is_at_or_below, kill_processes_in, loop_backing_file, mount_points, mounts_under
-from builder.host.record import STATE_DIR, load_record, record_is_live
+from builder.process.procfs import is_at_or_below, kill_processes_in, loop_backing_file, mount_points, mounts_under
+from builder.process.record import STATE_DIR, load_record, record_is_live
 
 log = logging.getLogger("clusterbake.host")
 

@@ -1,4 +1,4 @@
-"""The host layer: what a build holds on this machine, below both the cache and the image engine.
+"""The process layer: what this builder process holds on the machine, below both the cache and the image engine.
 
 - `signals`: SIGINT/SIGTERM held while a resource is taken, and turned into an unwinding exception;
 - `procfs`: what /proc and /sys say (mount points, chrooted processes, loop backing files, live pids);

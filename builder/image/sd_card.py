@@ -1,4 +1,4 @@
-"""An image opened for a build: root filesystem mounted through a loop device, boot through mtools."""
+"""An SD-card image opened for a build: root filesystem mounted through a loop device, boot through mtools."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from pathlib import Path
 
 from builder.command import run
 from builder.errors import VerificationError
-from builder.host.record import scratch_dir
-from builder.host.recovery import clean_leftovers
 from builder.image.boot import BootPartition
 from builder.image.checkpoints import checkpoint
 from builder.image.chroot import Chroot, enter_chroot
+from builder.image.image_root import DirectoryRoot
 from builder.image.integrity import check_ext4, check_fat, id_problems
 from builder.image.layout import Layout, read_layout
 from builder.image.loop import attached
 from builder.image.mounts import mounted
-from builder.image.tree import DirectoryRoot
+from builder.process.record import scratch_dir
+from builder.process.recovery import clean_leftovers
 from builder.progress import step
 
 log = logging.getLogger("clusterbake.image")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from builder.image import rootfs
+from builder.image import safe_paths
 from builder.image.chroot import Chroot, enter_chroot
 
 
@@ -47,49 +47,50 @@ class DirectoryRoot:
         self.root = root
 
     def resolve(self, path: str) -> Path:
-        return rootfs.resolve(self.root, path)
+        return safe_paths.resolve(self.root, path)
 
     def lookup_user(self, name: str) -> int:
-        return rootfs.lookup_id(self.root, "passwd", name)
+        return safe_paths.lookup_id(self.root, "passwd", name)
 
     def lookup_group(self, name: str) -> int:
-        return rootfs.lookup_id(self.root, "group", name)
+        return safe_paths.lookup_id(self.root, "group", name)
 
     def write_file(self, path: str, data: bytes, *, mode: int, owner: str = "root", group: str = "root",
                    dir_mode: int = 0o755, dir_owner: str = "root", dir_group: str = "root") -> Path:
-        return rootfs.write_file(self.root, path, data, mode=mode,
-                                 uid=self.lookup_user(owner), gid=self.lookup_group(group), dir_mode=dir_mode,
-                                 dir_uid=self.lookup_user(dir_owner), dir_gid=self.lookup_group(dir_group))
+        return safe_paths.write_file(self.root, path, data, mode=mode,
+                                     uid=self.lookup_user(owner), gid=self.lookup_group(group), dir_mode=dir_mode,
+                                     dir_uid=self.lookup_user(dir_owner), dir_gid=self.lookup_group(dir_group))
 
     def read_file(self, path: str) -> bytes:
-        return rootfs.read_file(self.root, path)
+        return safe_paths.read_file(self.root, path)
 
     def make_dir(self, path: str, *, mode: int = 0o755, owner: str = "root", group: str = "root") -> Path:
-        return rootfs.make_dir(self.root, path, mode=mode, uid=self.lookup_user(owner), gid=self.lookup_group(group))
+        return safe_paths.make_dir(self.root, path, mode=mode, uid=self.lookup_user(owner),
+                                   gid=self.lookup_group(group))
 
     def remove(self, path: str) -> bool:
-        return rootfs.remove(self.root, path)
+        return safe_paths.remove(self.root, path)
 
     def exists(self, path: str) -> bool:
-        return rootfs.exists(self.root, path)
+        return safe_paths.exists(self.root, path)
 
     def rewrite(self, path: str, data: bytes) -> Path:
         """New content for an existing regular file; its mode and owner stay."""
-        return rootfs.rewrite(self.root, path, data)
+        return safe_paths.rewrite(self.root, path, data)
 
     def read_link(self, path: str) -> str:
-        return rootfs.read_link(self.root, path)
+        return safe_paths.read_link(self.root, path)
 
     def glob(self, pattern: str) -> list[tuple[str, os.stat_result]]:
         """(path, lstat) of the entries matching `pattern` (wildcards in its last component only)."""
-        return rootfs.glob(self.root, pattern)
+        return safe_paths.glob(self.root, pattern)
 
     def walk(self, top: str = "/") -> Iterator[tuple[str, os.stat_result]]:
         """(path, lstat) of every entry below `top` that is no directory; no link followed."""
-        return rootfs.walk(self.root, top)
+        return safe_paths.walk(self.root, top)
 
     def symlink(self, path: str, target: str) -> Path:
-        return rootfs.symlink(self.root, path, target)
+        return safe_paths.symlink(self.root, path, target)
 
     def chroot(self, *, apt_cache: Path | None = None,
                apt_lists: Path | None = None) -> contextlib.AbstractContextManager[Chroot]:

@@ -3,7 +3,7 @@
 Each process keeps one JSON file, /run/clusterbake/<pid>.json, listing its loop devices, mounts,
 scratch and cache staging directories and partial output files while it holds them. A record
 whose process is gone (or whose pid now belongs to another process) is a leftover, released by
-`builder.host.recovery.clean_leftovers()`; a staging directory no running builder's record holds
+`builder.process.recovery.clean_leftovers()`; a staging directory no running builder's record holds
 (its builder was killed, or a reboot emptied /run) is one too (`builder.cache`).
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 
 from builder.command import run
 from builder.errors import EnvironmentProblem
-from builder.host.procfs import mounts_under, pid_alive, start_time
-from builder.host.signals import signals_held
+from builder.process.procfs import mounts_under, pid_alive, start_time
+from builder.process.signals import signals_held
 
 log = logging.getLogger("clusterbake.host")
 
