@@ -6,7 +6,8 @@ card's own mounts leave /etc/fstab (a diskless node has no card: waiting for its
 the boot in emergency mode), the netboot init and its state unit come in (overlay `netboot-root`),
 the mount points that init needs exist in the read-only tree, and NetworkManager leaves the cluster
 interface to the kernel, which brought it up with DHCP to mount the root: taking it down or
-re-addressing it would cut the node off its own root. Resolvers are then the cluster file's.
+re-addressing it would cut the node off its own root; systemd-networkd is masked for the same reason.
+Resolvers are then the cluster file's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
 CARD_MOUNTS = ("/", "/boot/firmware", "/boot")
 # netboot-init's mount points: a read-only root cannot make them at boot.
 NM_CONF = "/etc/NetworkManager/conf.d/90-clusterbake-netboot.conf"
+# systemd-networkd is not what these images use (NetworkManager is), but on the first VM boot something started
+# it on a diskless node (the kernel's ip=dhcp is also read by systemd-network-generator): it took the interface
+# over and the node lost its root. Masked, with every way it starts.
+MASKED = ("systemd-networkd.service", "systemd-networkd.socket", "systemd-network-generator.service")
 INIT_DIRS = ("/var/lib/clusterbake/netboot/rw", "/var/lib/clusterbake/netboot/root",
              "/var/lib/clusterbake/netboot/lower", STATE_MOUNT)
 
@@ -66,6 +71,9 @@ def prepare_shared_root(root: DirectoryRoot, overlays_dir: Path, cluster: Cluste
         root.write_file(target, path.read_bytes(), mode=0o755 if executable else 0o644)
     for directory in INIT_DIRS:
         root.make_dir(directory, mode=0o755)
+    for unit in MASKED:
+        root.remove(f"/etc/systemd/system/{unit}")
+        root.symlink(f"/etc/systemd/system/{unit}", "/dev/null")
     root.symlink(f"/etc/systemd/system/multi-user.target.wants/{STATE_UNIT}", f"/etc/systemd/system/{STATE_UNIT}")
     # A first boot applies presets: the state unit is listed beside what the role enables.
     if root.exists(PRESET_FILE):

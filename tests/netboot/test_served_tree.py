@@ -91,6 +91,10 @@ def test_networkmanager_leaves_the_root_carrying_interface_to_the_kernel(tree: P
     assert conf[-2:] == ["[keyfile]", "unmanaged-devices=interface-name:eth0"]
     assert [line for line in (root / "etc/resolv.conf").read_text().splitlines() if not line.startswith("#")] == [
         "nameserver 10.0.0.1"]
+    # systemd-networkd, started on the first VM boot from the kernel's ip=dhcp, took the interface over and the
+    # node lost its root (2026-12-04): masked, with every way to start it.
+    for unit in ("systemd-networkd.service", "systemd-networkd.socket", "systemd-network-generator.service"):
+        assert os.readlink(root / "etc/systemd/system" / unit) == "/dev/null", unit
 
 
 def test_nothing_per_node_is_in_the_shared_root(tree: Path, cluster: Cluster) -> None:
