@@ -58,6 +58,9 @@ def test_the_compute_image_runs_the_unit_after_the_identity_service(cluster: Clu
     assert files["/usr/local/lib/clusterbake/bootloader-order"].mode == 0o755
     unit = files[f"/etc/systemd/system/{UNIT}"].data.decode()
     assert "After=clusterbake-identity.service" in unit and f"ConditionPathExists={CONF}" in unit
+    # A board already booted from the network has nothing to set (and no card): the first diskless VM boot
+    # failed here, its root having no rpi-eeprom-config.
+    assert "ConditionKernelCommandLine=!root=/dev/nfs" in unit.splitlines()
     node = render_plan(cluster, node="node01", secrets=False, profiles_dir=ROOT / "profiles",
                        overlays_dir=ROOT / "overlays")
     assert settings({f.path: f for f in node.files}[CONF].data.decode()) == ["BOOT_ORDER=0xf21"]
