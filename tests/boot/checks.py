@@ -28,7 +28,10 @@ ORDERING_CYCLE = re.compile(r"Job (\S+) deleted to break ordering cycle")
 SLURM_JOB_DONE = ("COMPLETED", "FAILED", "OUT_OF_MEMORY", "CANCELLED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL")
 
 
-def wait_booted(machine: Machine, deadline: float, login_grace: float = 300) -> str:
+LOGIN_GRACE = 300
+
+
+def wait_booted(machine: Machine, deadline: float, login_grace: float = LOGIN_GRACE) -> str:
     """Wait until SSH answers and systemd has finished booting; returns `is-system-running`'s answer.
 
     "unreachable" when SSH never answered (the VM may have stopped: see the console), or did not
@@ -125,6 +128,8 @@ def journal_problems(machine: Machine, folder: Path, limit: int = 8) -> list[str
     """For a node SSH cannot reach: power it off (the power key, else QEMU is stopped), copy its
     journal off its disk and name the units that logged warnings or errors in that boot."""
     power_off([machine])
+    if machine.spec.disk is None:
+        return [f"{machine.name}: diskless, its journal is in its state folder on the file server"]
     try:
         journal = disks.copy_out(machine.spec.disk, "/var/log/journal", folder / f"{machine.name}-journal")
     except AssertionError as e:

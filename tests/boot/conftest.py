@@ -19,6 +19,7 @@ import pytest
 
 from builder.build import build_job, plan_job
 from builder.config import Cluster
+from builder.image.resize import grow_image
 from builder.paths import cache_root
 from tests.boot import departures, disks
 from tests.boot.booted_lab import booted, pytest_runtest_teardown  # noqa: F401 - the lab's VMs, session-wide
@@ -94,6 +95,8 @@ class BootLab:
         """Node `name`'s VM: a copy of its role's image with what the user adds to the card."""
         node = next(n for n in self.cluster.nodes if n.name == name)
         disk = disks.sparse_copy(image or self.images[node.role], folder / f"{name}.img")
+        if self.cluster.fileserver is not None and name == self.cluster.fileserver.node:
+            grow_image(disk, departures.FILE_SERVER_GROWTH)
         disks.put_boot_file(disk, "munge.key", self.munge_key)
         if name != BY_MAC_ONLY:
             disks.put_boot_file(disk, "node.txt", f"{name}\n".encode())

@@ -34,6 +34,18 @@ The images boot under their own systemd as PID 1; what differs is the machine ar
    QEMU's power key is a GPIO line that `system_powerdown` raises for 100 ms and each further
    `system_powerdown` keeps raised another 100 ms: one is a short press, one every 40 ms a held one.
 
+7. Diskless nodes (issue 26, `test_boot_netboot.py`): a Pi's bootloader fetches its firmware, kernel
+   and initramfs by TFTP and boots them; QEMU cannot run the EEPROM's TFTP client, and a Pi's kernel does
+   not boot on `virt`. The test fetches the node's `config.txt` and `cmdline.txt` from the file server's
+   TFTP by the node's folder, as the bootloader does, and this machine's kernel and initramfs, which it
+   put in that folder beside the Pi's (`vmlinuz-virt`, `initrd-virt.img`). The initramfs then does what
+   Raspberry Pi OS's (initramfs-tools: klibc's `ipconfig` and `nfsmount`) does with `root=/dev/nfs`: the
+   address by DHCP from the file server's dnsmasq (busybox `udhcpc`), the root over NFSv3, read-only,
+   without locking, then the image's own `init=` (the netboot init). `overlay` is among `MODULES`.
+8. The file server's card is bigger than its image: Raspberry Pi OS's first boot grows the root to fill
+   the card, the stand-in has no such script, so the file server's disk copy is grown by
+   `FILE_SERVER_GROWTH` before its first boot (`clusterbake netboot --push` puts the compute root there).
+
 Not departures (a user does the same to the card they flash): `node.txt` and `munge.key` on the
 boot partition, and the NIC's MAC address taken from the inventory's `mac`.
 """
@@ -55,9 +67,12 @@ MODULES = (
     "binfmt_misc", "sunrpc",
     # The file server's kernel NFS server and every other node's client (likewise).
     "nfsd", "nfsv4",
+    # A diskless node's root over NFSv3 and its RAM overlay on it (netboot-init, item 7).
+    "nfsv3", "overlay",
 )
 
 TIMEOUT_SEC = 420
+FILE_SERVER_GROWTH = 3 << 30     # item 8
 CMDLINE_EXTRA = ("net.ifnames=0", f"systemd.default_device_timeout_sec={TIMEOUT_SEC}",
                  f"systemd.default_timeout_start_sec={TIMEOUT_SEC}", "console=ttyAMA0,115200")
 

@@ -22,13 +22,56 @@ done
 root=
 rootfstype=ext4
 init=/sbin/init
+nfsroot=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         root=*) root=${word#root=} ;;
         rootfstype=*) rootfstype=${word#rootfstype=} ;;
         init=*) init=${word#init=} ;;
+        nfsroot=*) nfsroot=${word#nfsroot=} ;;
     esac
 done
+
+# root=/dev/nfs nfsroot=<server>:<path>,v3,tcp ro ip=dhcp: what a Pi's initramfs (initramfs-tools:
+# klibc's ipconfig and nfsmount) does for a diskless node (departures 7): the address by DHCP on eth0,
+# then the root over NFSv3, read-only, without locking. Like it, this asks again until the server answers.
+nfs_root() {
+    cat >/bin/dhcp-lease <<'SCRIPT'
+#!/bin/busybox sh
+case "$1" in
+    bound|renew)
+        ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
+        [ -n "$router" ] && route add default gw "${router%% *}" dev "$interface"
+        echo "$ip" >/run-ip ;;
+esac
+SCRIPT
+    chmod 0755 /bin/dhcp-lease
+    ifconfig lo 127.0.0.1 up
+    ifconfig eth0 up || fail "no eth0"
+    until udhcpc -i eth0 -n -q -t 10 -T 2 -s /bin/dhcp-lease; do
+        echo "initramfs: no DHCP answer on eth0; asking again" >/dev/console
+        sleep 3
+    done
+    source=${nfsroot%%,*}
+    server=${source%%:*}
+    options=ro,nolock,addr=$server
+    for option in $(echo "${nfsroot#"$source"}" | tr , ' '); do
+        case "$option" in
+            v3) options=$options,vers=3 ;;
+            tcp|udp) options=$options,proto=$option ;;
+            *) options=$options,$option ;;
+        esac
+    done
+    until mount -t nfs -o "$options" "$source" /root; do
+        echo "initramfs: $source does not mount; trying again" >/dev/console
+        sleep 5
+    done
+    echo "initramfs: root $source over NFS ($options; address $(cat /run-ip) by DHCP); starting $init" >/dev/console
+    mount --move /dev /root/dev
+    umount /proc /sys
+    exec switch_root /root "$init"
+}
+[ "$root" = /dev/nfs ] && nfs_root
 
 find_root() {
     case "$root" in

@@ -105,7 +105,7 @@ class MachineSpec:
     role: str
     ip: str
     mac: str
-    disk: Path          # this VM's own copy of the image
+    disk: Path | None   # this VM's own copy of the image; None: a diskless node (its root over NFS)
     cmdline: str
     memory_mib: int
     button_hold_ms: int | None = None    # the power key's debounce in the VM's device tree (departures 6)
@@ -151,7 +151,8 @@ class Machine:
             "qemu-system-aarch64", "-name", f"{PREFIX}{os.getpid()}-{s.name}", *self._board(),
             *(("-dtb", str(self._device_tree())) if s.button_hold_ms is not None else ()),
             "-kernel", str(self.kernel), "-initrd", str(self.initrd), "-append", s.cmdline,
-            "-drive", f"file={s.disk},format=raw,if=none,id=disk", "-device", "virtio-blk-pci,drive=disk",
+            *(("-drive", f"file={s.disk},format=raw,if=none,id=disk", "-device", "virtio-blk-pci,drive=disk")
+              if s.disk is not None else ()),
             "-netdev", f"tap,id=lan,ifname={tap},script=no,downscript=no",
             "-device", f"virtio-net-pci,netdev=lan,mac={s.mac},romfile=",
             "-device", "virtio-rng-pci",

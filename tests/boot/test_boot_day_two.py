@@ -111,6 +111,7 @@ def node03_machine(lab: BootLab, edited: Cluster, folder: Path, lan: Lan) -> Mac
     partition, as a user flashes the image they already have for a node added since."""
     spec = dataclasses.replace(lab, cluster=edited).disk("node03", folder / "disks")
     card = node_card(edited, "node03", profiles_dir=profiles_dir(), overlays_dir=overlays_dir())
+    assert spec.disk is not None
     disks.put_boot_file(spec.disk, "node.txt", card.encode())
     (folder / "node03").mkdir()
     return Machine(spec=dataclasses.replace(spec, memory_mib=NODE03_MEMORY_MIB), lan=lan, kernel=lab.kernel.vmlinuz,
