@@ -151,17 +151,19 @@ def _cmd_netboot(args: argparse.Namespace) -> int:
 
 def _push_tree(cluster: Cluster, tree: Path, identity: Path | None) -> None:
     """The served tree onto the running file server (builder/netboot/push.py), as `apply` reaches it."""
-    import tempfile
-
-    from builder.apply.commands import ssh_transport
+    from builder.apply.commands import with_ssh
+    from builder.apply.transport import SshTransport
     from builder.netboot.push import push_tree, remote_command
 
     assert cluster.fileserver is not None, "the loader refuses a network boot without a file server"
     server = cluster.node(cluster.fileserver.node)
-    with tempfile.TemporaryDirectory(prefix="clusterbake-ssh-") as control:
-        receiver = ssh_transport(cluster, Path(control), identity).argv(str(server.ip), remote_command())
-        for line in push_tree(tree, receiver, server=server.name):
+
+    def push(transport: SshTransport) -> int:
+        for line in push_tree(tree, transport.argv(str(server.ip), remote_command()), server=server.name):
             print(f"{server.name}: {line}", flush=True)
+        return 0
+
+    with_ssh(cluster, identity, push)
 
 
 def _node_plans(args: argparse.Namespace) -> tuple[Cluster, tuple[NodePlan, ...]]:

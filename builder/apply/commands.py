@@ -84,7 +84,7 @@ def run_apply(plans: tuple[NodePlan, ...], transport: Transport, *, yes: bool,
     return 1 if down or failed else 0
 
 
-def with_ssh(cluster: Cluster, identity: Path | None, work: Callable[[Transport], int]) -> int:
+def with_ssh(cluster: Cluster, identity: Path | None, work: Callable[[SshTransport], int]) -> int:
     # The master connections' sockets live in a private folder removed when the command ends.
     with tempfile.TemporaryDirectory(prefix="clusterbake-ssh-") as folder:
         return work(ssh_transport(cluster, Path(folder), identity))
