@@ -91,6 +91,7 @@ PLATFORMS: dict[str, Platform] = {
         overlays_left_out=("identity", "time-client", "power-button"),
         overlays_added=("container",),
         units_left_out=("clusterbake-identity.service", "clusterbake-munge-key.service", "chrony.service",
+                        "chronyd-restricted.service",
                         "clusterbake-slurm-power.service", "userconfig.service", "getty@tty1.service"),
         packages_left_out=("chrony",),
         second_interface=False,
