@@ -21,7 +21,6 @@ from builder.netboot.layout import NETBOOT_INIT, STATE_MOUNT
 
 OVERLAY = "netboot-root"
 STATE_UNIT = "clusterbake-netboot-state.service"
-PRESET_FILE = "/etc/systemd/system-preset/00-clusterbake.preset"
 CARD_MOUNTS = ("/", "/boot/firmware", "/boot")
 # netboot-init's mount points: a read-only root cannot make them at boot.
 NM_CONF = "/etc/NetworkManager/conf.d/90-clusterbake-netboot.conf"
@@ -75,9 +74,4 @@ def prepare_shared_root(root: DirectoryRoot, overlays_dir: Path, cluster: Cluste
         root.remove(f"/etc/systemd/system/{unit}")
         root.symlink(f"/etc/systemd/system/{unit}", "/dev/null")
     root.symlink(f"/etc/systemd/system/multi-user.target.wants/{STATE_UNIT}", f"/etc/systemd/system/{STATE_UNIT}")
-    # A first boot applies presets: the state unit is listed beside what the role enables.
-    if root.exists(PRESET_FILE):
-        preset = root.read_file(PRESET_FILE).decode()
-        if f"enable {STATE_UNIT}" not in preset.split("\n"):
-            root.rewrite(PRESET_FILE, (preset.rstrip("\n") + f"\nenable {STATE_UNIT}\n").encode())
     assert root.exists(NETBOOT_INIT), f"overlay {OVERLAY} holds the netboot init"
