@@ -26,7 +26,7 @@ WIZARD = "userconfig.service"
 BANNER = "/etc/ssh/sshd_config.d/rename_user.conf"
 # What every role of the lab runs, and what none of them may ever run.
 RUNS = ("ssh.service", "chrony.service", "munge.service", "clusterbake-ssh-hostkeys.service", "getty@tty1.service")
-NEVER = (WIZARD, "systemd-timesyncd.service", "chronyd-restricted.service", "ssh.socket")
+NEVER = (WIZARD, "systemd-timesyncd.service", "chronyd-restricted.service", "ssh.socket", "apt-listchanges.timer")
 ROLE_RUNS = {"compute": ("slurmd.service", "clusterbake-identity.service"),
              "controller": ("slurmctld.service", "clusterbake-identity.service"),
              # The lab's gps: time server, file server, Prometheus and compute node in one role (issue 15).
