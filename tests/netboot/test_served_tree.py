@@ -80,7 +80,8 @@ def test_the_shared_root_has_no_card_to_wait_for_and_boots_through_the_netboot_i
     assert os.readlink(wants) == "/etc/systemd/system/clusterbake-netboot-state.service"
     # The role's presets as the image has them: no first boot applies them on a diskless node (netboot-init
     # makes its machine-id), and `apply` compares the file with the role's.
-    assert (root / "etc/systemd/system-preset/00-clusterbake.preset").read_text() == "enable slurmd.service\ndisable *\n"
+    preset = root / "etc/systemd/system-preset/00-clusterbake.preset"
+    assert preset.read_text() == "enable slurmd.service\ndisable *\n"
     for mountpoint in ("var/lib/clusterbake/netboot/rw", "var/lib/clusterbake/netboot/root",
                        "var/lib/clusterbake/state"):
         assert (root / mountpoint).is_dir(), mountpoint
