@@ -191,7 +191,7 @@ def test_diskless_nodes_boot_from_the_file_server(booted: Booted, bootlab: BootL
         problems += checks.check_first_boot(diskless)
         for m in diskless:
             # Nothing enabled beyond what the served root enables: a first boot on the writable overlay
-            # would apply every preset (on 2026-12-04 that enabled apt-listchanges, which held the boot).
+            # would apply every preset (the first VM boots got chronyd-restricted and ssh.socket that way).
             grown = enabled(m) - enabled(m, root=LOWER)
             expect(problems, not grown, f"{m.name}: enabled at boot beyond the served root: {sorted(grown)}")
         leases = gps.ssh(["sudo", "-n", "journalctl", "-u", FILE_SERVER_UNIT, "-o", "cat", "--no-pager"]).stdout
